@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo` and `make test` create .venv,
+# install torch's pinned CPU build, then itpl with its test and bench extras.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.itpl-installed
+# Pinned CPU build: a looser torch requirement pulls CUDA wheels (several GB).
+TORCH := torch==2.13.0
+SOURCES := pyproject.toml CMakeLists.txt $(shell find cpp python -type f 2>/dev/null)
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): $(SOURCES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet ".[test,bench]"
+	touch $@
+
+demo: install
+	$(PY) -m itpl info
+	$(PY) examples/nhsic_demo.py
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) build dist

@@ -1,0 +1,53 @@
+// Centred Gram matrix K = H X X^T H of an activation matrix X (n samples x d
+// features), streamed over blocks of features. No Python here.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace itpl {
+
+// Which inner kernel computes the block products.
+enum class GramKernel {
+    automatic,  // the fastest one this CPU supports
+    generic,    // portable C++; also the reference for the SIMD kernels
+    avx512,     // AVX-512F register-tiled micro-kernel (x86-64 only)
+};
+
+struct GramOptions {
+    int num_threads = 0;                  // 0: OpenMP default; 1: serial path
+    GramKernel kernel = GramKernel::automatic;
+    std::size_t block = 0;                // features per block; 0: the kernel's default
+};
+
+// True when this build has the AVX-512 kernel and the running CPU supports it.
+bool cpu_has_avx512() noexcept;
+
+// Name of the kernel `automatic` resolves to on this CPU ("avx512" or "generic").
+std::string resolve_kernel_name(GramKernel kernel);
+
+// Parses "auto", "generic" or "avx512"; throws std::invalid_argument otherwise.
+GramKernel parse_gram_kernel(const std::string& name);
+
+// Writes the n x n centred Gram of x (row-major, n x d) into out (row-major, n x n).
+//
+// Every sample is shifted by sample 0 while its block is packed (this leaves
+// the centred Gram unchanged and keeps the features' common offset out of the
+// products), products are accumulated in T within a block of `block` features
+// (the register tile), block results are summed in float64, and the n x n
+// result is centred exactly in float64. Only the lower triangle is computed,
+// then mirrored. Threads take contiguous slices of the features, each with its
+// own accumulator, summed in slice order: 1 and N threads agree to float64
+// rounding.
+//
+// Throws std::invalid_argument for n < 2, d < 1, or a NaN/Inf in x.
+template <class T>
+void centered_gram(const T* x, std::size_t n, std::size_t d, double* out,
+                   const GramOptions& options = {});
+
+extern template void centered_gram<float>(const float*, std::size_t, std::size_t,
+                                          double*, const GramOptions&);
+extern template void centered_gram<double>(const double*, std::size_t, std::size_t,
+                                           double*, const GramOptions&);
+
+}  // namespace itpl

@@ -1,0 +1,16 @@
+"""itpl: on-device, latency-aware CNN pruning with nHSIC layer importance.
+
+The method is ITPruner (Zheng et al., IJCV; arXiv 2108.08532). The public API
+grows with the pipeline; see the README for what is available.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from itpl import hsic
+
+try:
+    __version__ = version("itpl")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "hsic"]

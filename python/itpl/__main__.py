@@ -1,0 +1,5 @@
+import sys
+
+from itpl.cli import main
+
+sys.exit(main())

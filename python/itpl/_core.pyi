@@ -1,0 +1,22 @@
+# Type stub of the compiled core; tests/test_core_stub.py keeps it in sync.
+import numpy as np
+import numpy.typing as npt
+
+has_openmp: bool
+
+def default_threads() -> int: ...
+def cpu_has_avx512() -> bool: ...
+def gram_kernel(name: str = "auto") -> str: ...
+def centered_gram(
+    x: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    *,
+    num_threads: int = 0,
+    kernel: str = "auto",
+    block: int = 0,
+) -> npt.NDArray[np.float64]: ...
+def nhsic_matrix(
+    grams: npt.NDArray[np.float64],
+    *,
+    debiased: bool = False,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float64]: ...

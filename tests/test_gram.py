@@ -1,0 +1,153 @@
+"""The centred Gram kernel against the float64 reference."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from itpl import _core, hsic
+from tests import reference as ref
+from tests.conftest import KERNELS
+
+SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (33, 17), (40, 1000), (64, 5), (100, 40),
+          (129, 300), (256, 2048)]
+
+
+def rel_err(a, b):
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_reference(rng, shape, dtype, kernel):
+    # An offset far from zero, as after ReLU, exposes centring done late.
+    x = (rng.standard_normal(shape) * 2.0 + 5.0).astype(dtype)
+    expected = ref.centered_gram(x)
+    got = hsic.centered_gram(x, kernel=kernel)
+    assert got.dtype == np.float64 and got.shape == (shape[0], shape[0])
+    assert rel_err(got, expected) < (1e-12 if dtype == np.float64 else 2e-6)
+    np.testing.assert_array_equal(got, got.T)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("block", [1, 5, 64, 1000])
+def test_block_sizes_give_the_same_gram(rng, kernel, block):
+    x = rng.standard_normal((37, 517))
+    assert rel_err(hsic.centered_gram(x, kernel=kernel, block=block), ref.centered_gram(x)) < 1e-12
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_counts_agree_to_rounding(rng, kernel, dtype):
+    x = rng.standard_normal((70, 20000)).astype(dtype)
+    serial = hsic.centered_gram(x, num_threads=1, kernel=kernel)
+    for threads in (2, 3, 4):
+        parallel = hsic.centered_gram(x, num_threads=threads, kernel=kernel)
+        assert rel_err(parallel, serial) < 1e-13
+
+
+@pytest.mark.skipif("avx512" not in KERNELS, reason="CPU without AVX-512")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_kernel_agrees_with_generic(rng, dtype):
+    x = rng.standard_normal((45, 1234)).astype(dtype)
+    a = hsic.centered_gram(x, kernel="avx512")
+    b = hsic.centered_gram(x, kernel="generic")
+    assert rel_err(a, b) < (1e-13 if dtype == np.float64 else 1e-6)
+
+
+def test_float32_error_does_not_grow_with_features(rng):
+    # Block-wise float32 products summed in float64: the relative error at
+    # 400k features stays at the float32 input-rounding level.
+    x = (rng.standard_normal((16, 400_000)) + 1.0).astype(np.float32)
+    assert rel_err(hsic.centered_gram(x), ref.centered_gram(x)) < 1e-6
+
+
+def test_activation_tensors_are_flattened(rng):
+    x = rng.standard_normal((6, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(
+        hsic.centered_gram(x), ref.centered_gram(x.reshape(6, -1)), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_non_contiguous_and_float16_inputs_are_accepted(rng):
+    x = rng.standard_normal((20, 30))
+    np.testing.assert_allclose(hsic.centered_gram(x[:, ::2]), ref.centered_gram(x[:, ::2]),
+                               rtol=1e-12, atol=1e-12)
+    h = x.astype(np.float16)
+    np.testing.assert_allclose(hsic.centered_gram(h), ref.centered_gram(h.astype(np.float64)),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_core_makes_no_hidden_copies(rng):
+    x = rng.standard_normal((10, 20))
+    with pytest.raises(TypeError):
+        _core.centered_gram(x[:, ::2])  # not C-contiguous: the core refuses, never copies
+    with pytest.raises(TypeError):
+        _core.centered_gram(x.astype(np.int64))
+
+
+def test_constant_layer_gives_zero_gram():
+    x = np.full((9, 50), 3.25, dtype=np.float32)
+    np.testing.assert_array_equal(hsic.centered_gram(x), np.zeros((9, 9)))
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.zeros(5), "sample axis"),
+        (np.zeros((1, 5)), "at least 2 samples"),
+        (np.zeros((4, 0)), "no features"),
+        (np.zeros((4, 3), dtype=np.int32), "float32 or float64"),
+        (np.zeros((4, 3), dtype=np.complex128), "float32 or float64"),
+    ],
+)
+def test_bad_input_is_a_value_error(x, match):
+    with pytest.raises(ValueError, match=match):
+        hsic.centered_gram(x)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (5, 77), (11, 299)])
+def test_nan_and_inf_are_rejected(kernel, bad, where):
+    x = np.ones((12, 300), dtype=np.float32)
+    x[where] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        hsic.centered_gram(x, kernel=kernel)
+
+
+def test_float32_overflow_names_the_remedy():
+    x = np.zeros((4, 3), dtype=np.float32)
+    x[1, 0] = 3e30
+    with pytest.raises(ValueError, match="pass X as float64"):
+        hsic.centered_gram(x)
+    assert np.isfinite(hsic.centered_gram(x.astype(np.float64))).all()
+
+
+def test_bad_options_are_value_errors(rng):
+    x = rng.standard_normal((4, 3))
+    with pytest.raises(ValueError, match="unknown Gram kernel"):
+        hsic.centered_gram(x, kernel="cuda")
+    with pytest.raises(ValueError, match="num_threads"):
+        hsic.centered_gram(x, num_threads=0)
+    with pytest.raises(ValueError, match="block"):
+        hsic.centered_gram(x, block=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(1, 300),
+    offset=st.floats(-100, 100),
+    seed=st.integers(0, 2**32 - 1),
+    threads=st.integers(1, 3),
+)
+def test_property_matches_reference(n, d, offset, seed, threads):
+    x = np.random.default_rng(seed).standard_normal((n, d)) + offset
+    got = hsic.centered_gram(x, num_threads=threads)
+    expected = ref.centered_gram(x)
+    scale = max(np.abs(expected).max(), 1e-12 * offset**2 * d)
+    assert np.abs(got - expected).max() <= 1e-10 * scale
+    # Centred: rows sum to zero.
+    assert np.abs(got.sum(axis=1)).max() <= 1e-9 * max(scale, 1.0) * n
