@@ -52,7 +52,10 @@ std::unique_ptr<T[], AlignedFree> aligned_zeros(std::size_t count) {
 // A kernel is a pair of functions over one block of `kb` features:
 //   pack(x, d, x0, rows, kb, panel): panel[k * MR + r] = x[r * d + k] - x0[k]
 //       for r < rows (the caller pre-zeroes padded rows and never packs them);
-//   micro(a, b, kb, c): c[j * MR + i] = sum_k a[k * MR + i] * b[k * MR + j].
+//   micro(a, b, kb, out, ldo, rows, cols): for i < rows, j < cols,
+//       out[j * ldo + i] += (double) sum_k a[k * MR + i] * b[k * MR + j]
+//       (the tile's products in T, added in float64 to the transposed spot,
+//       where its columns are contiguous; K is symmetric).
 // Subtracting one sample x0 from every sample removes the features' large
 // common offset before the products are taken (H 1 = 0, so the centred Gram
 // is unchanged); exact centring of the n x n result follows in float64.
@@ -71,18 +74,22 @@ struct GenericKernel {
         }
     }
 
-    static void micro(const T* a, const T* b, std::size_t kb, T* c) {
-        T acc[NR][MR] = {};
+    template <int Halves>
+    static void micro(const T* a, const T* b, std::size_t kb, double* out, std::size_t ldo,
+                      std::size_t rows, std::size_t cols) {
+        constexpr int M = MR / 2 * Halves;
+        T acc[NR][M] = {};
         for (std::size_t k = 0; k < kb; ++k) {
             const T* ak = a + k * MR;
             const T* bk = b + k * MR;
             for (int j = 0; j < NR; ++j) {
                 const T bj = bk[j];
-                for (int i = 0; i < MR; ++i) acc[j][i] += ak[i] * bj;
+                for (int i = 0; i < M; ++i) acc[j][i] += ak[i] * bj;
             }
         }
-        for (int j = 0; j < NR; ++j)
-            for (int i = 0; i < MR; ++i) c[j * MR + i] = acc[j][i];
+        for (std::size_t j = 0; j < cols; ++j)
+            for (std::size_t i = 0; i < rows; ++i)
+                out[j * ldo + i] += static_cast<double>(acc[j][i]);
     }
 };
 
@@ -144,7 +151,9 @@ struct Avx512F32 {
         }
     }
 
-    ITPL_AVX512 static void micro(const float* a, const float* b, std::size_t kb, float* c) {
+    template <int Halves>
+    ITPL_AVX512 static void micro(const float* a, const float* b, std::size_t kb, double* out,
+                                  std::size_t ldo, std::size_t rows, std::size_t cols) {
         __m512 acc[8][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
@@ -152,18 +161,37 @@ struct Avx512F32 {
             const float* ak = a + k * 32;
             const float* bk = b + k * 32;
             const __m512 a0 = _mm512_load_ps(ak);
-            const __m512 a1 = _mm512_load_ps(ak + 16);
+            const __m512 a1 = Halves == 2 ? _mm512_load_ps(ak + 16) : a0;
 #pragma GCC unroll 8
             for (int j = 0; j < 8; ++j) {
                 const __m512 bj = _mm512_set1_ps(bk[j]);
                 acc[j][0] = _mm512_fmadd_ps(a0, bj, acc[j][0]);
-                acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
+                if constexpr (Halves == 2) acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
             }
+        }
+        // Four 8-double quarters per column; the masks clip rows past n.
+        __mmask8 mask[4];
+        for (int q = 0; q < 2 * Halves; ++q) {
+            const std::size_t lo = static_cast<std::size_t>(q) * 8;
+            const std::size_t valid = rows > lo ? std::min<std::size_t>(8, rows - lo) : 0;
+            mask[q] = static_cast<__mmask8>((1u << valid) - 1u);
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
-            _mm512_storeu_ps(c + j * 32, acc[j][0]);
-            _mm512_storeu_ps(c + j * 32 + 16, acc[j][1]);
+            if (static_cast<std::size_t>(j) >= cols) break;
+            double* o = out + static_cast<std::size_t>(j) * ldo;
+            for (int h = 0; h < Halves; ++h) {
+                const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
+                const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
+                    _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
+                double* o0 = o + h * 16;
+                double* o1 = o0 + 8;
+                _mm512_mask_storeu_pd(o0, mask[2 * h],
+                                      _mm512_add_pd(_mm512_maskz_loadu_pd(mask[2 * h], o0), lo));
+                _mm512_mask_storeu_pd(
+                    o1, mask[2 * h + 1],
+                    _mm512_add_pd(_mm512_maskz_loadu_pd(mask[2 * h + 1], o1), hi));
+            }
         }
     }
 };
@@ -180,7 +208,10 @@ struct Avx512F64 {
         GenericKernel<double, MR, NR>::pack(x, d, x0, rows, kb, panel);
     }
 
-    ITPL_AVX512 static void micro(const double* a, const double* b, std::size_t kb, double* c) {
+    template <int Halves>
+    ITPL_AVX512 static void micro(const double* a, const double* b, std::size_t kb,
+                                  double* out, std::size_t ldo, std::size_t rows,
+                                  std::size_t cols) {
         __m512d acc[8][2];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_pd();
@@ -188,18 +219,22 @@ struct Avx512F64 {
             const double* ak = a + k * 16;
             const double* bk = b + k * 16;
             const __m512d a0 = _mm512_load_pd(ak);
-            const __m512d a1 = _mm512_load_pd(ak + 8);
+            const __m512d a1 = Halves == 2 ? _mm512_load_pd(ak + 8) : a0;
 #pragma GCC unroll 8
             for (int j = 0; j < 8; ++j) {
                 const __m512d bj = _mm512_set1_pd(bk[j]);
                 acc[j][0] = _mm512_fmadd_pd(a0, bj, acc[j][0]);
-                acc[j][1] = _mm512_fmadd_pd(a1, bj, acc[j][1]);
+                if constexpr (Halves == 2) acc[j][1] = _mm512_fmadd_pd(a1, bj, acc[j][1]);
             }
         }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-            _mm512_storeu_pd(c + j * 16, acc[j][0]);
-            _mm512_storeu_pd(c + j * 16 + 8, acc[j][1]);
+        const std::size_t valid1 = Halves == 2 && rows > 8 ? rows - 8 : 0;
+        const __mmask8 m0 = static_cast<__mmask8>((1u << std::min<std::size_t>(8, rows)) - 1u);
+        const __mmask8 m1 = static_cast<__mmask8>((1u << std::min<std::size_t>(8, valid1)) - 1u);
+        for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
+            double* o = out + j * ldo;
+            _mm512_mask_storeu_pd(o, m0, _mm512_add_pd(_mm512_maskz_loadu_pd(m0, o), acc[j][0]));
+            _mm512_mask_storeu_pd(o + 8, m1,
+                                  _mm512_add_pd(_mm512_maskz_loadu_pd(m1, o + 8), acc[j][1]));
         }
     }
 };
@@ -210,7 +245,8 @@ struct Tile {
     std::size_t col;    // first column (sample) of the NR-wide strip
 };
 
-// Tiles that touch the lower triangle (diagonal included).
+// Tiles (row panel x column strip) that touch the lower triangle, diagonal
+// included; by symmetry each is stored to the upper triangle.
 template <int MR, int NR>
 std::vector<Tile> lower_tiles(std::size_t n) {
     std::vector<Tile> tiles;
@@ -250,7 +286,7 @@ void center_in_place(double* out, std::size_t n) {
     }
 }
 
-// Adds the lower-triangle Gram of features [c_begin, c_end) of x into acc,
+// Adds the upper-triangle Gram of features [c_begin, c_end) of x into acc,
 // one packed block at a time. `packed` holds npad x block values.
 template <class Kernel>
 void accumulate_features(const typename Kernel::value_type* x, std::size_t n, std::size_t d,
@@ -260,7 +296,6 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
     using T = typename Kernel::value_type;
     constexpr int MR = Kernel::MR;
     constexpr int NR = Kernel::NR;
-    alignas(64) T tile[MR * NR];
     for (std::size_t c0 = c_begin; c0 < c_end; c0 += block) {
         const std::size_t kb = std::min(block, c_end - c0);
         for (std::size_t i0 = 0; i0 < n; i0 += MR)
@@ -281,14 +316,17 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
             }
             const T* a = packed + tl.panel * block * MR;
             const T* b = packed + (tl.col / MR) * block * MR + (tl.col % MR);
-            Kernel::micro(a, b, kb, tile);
             const std::size_t i0 = tl.panel * MR;
-            const std::size_t rows = std::min<std::size_t>(MR, n - i0);
             const std::size_t cols = std::min<std::size_t>(NR, n - tl.col);
-            for (std::size_t r = 0; r < rows; ++r) {
-                double* arow = acc + (i0 + r) * n + tl.col;
-                for (std::size_t j = 0; j < cols; ++j)
-                    arow[j] += static_cast<double>(tile[j * MR + r]);
+            // Rows i >= columns j of the tile land at acc[j][i]: the upper triangle.
+            // A strip in the lower half of a diagonal block needs only that half.
+            if (tl.col >= i0 + MR / 2) {
+                const std::size_t h0 = i0 + MR / 2;
+                Kernel::template micro<1>(a + MR / 2, b, kb, acc + tl.col * n + h0, n,
+                                          std::min<std::size_t>(MR / 2, n - h0), cols);
+            } else {
+                Kernel::template micro<2>(a, b, kb, acc + tl.col * n + i0, n,
+                                          std::min<std::size_t>(MR, n - i0), cols);
             }
         }
     }
@@ -330,11 +368,11 @@ void gram_blocked(const typename Kernel::value_type* x, std::size_t n, std::size
     for (int s = 1; s < slices; ++s) {
         const double* acc = part + static_cast<std::size_t>(s - 1) * n * n;
         for (std::size_t i = 0; i < n; ++i)
-            for (std::size_t j = 0; j <= i; ++j) out[i * n + j] += acc[i * n + j];
+            for (std::size_t j = i; j < n; ++j) out[i * n + j] += acc[i * n + j];
     }
 
     for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t j = 0; j < i; ++j) out[j * n + i] = out[i * n + j];
+        for (std::size_t j = 0; j < i; ++j) out[i * n + j] = out[j * n + i];
     // A NaN or Inf anywhere in x reaches a diagonal element (x_i - x_0 is
     // non-finite, and so is its square), so the diagonal is the whole check.
     for (std::size_t i = 0; i < n; ++i) {
