@@ -151,3 +151,29 @@ def test_property_matches_reference(n, d, offset, seed, threads):
     assert np.abs(got - expected).max() <= 1e-10 * scale
     # Centred: rows sum to zero.
     assert np.abs(got.sum(axis=1)).max() <= 1e-9 * max(scale, 1.0) * n
+
+
+def test_gil_is_released_during_the_kernel():
+    # While one thread is inside the kernel, another Python thread keeps running.
+    import threading
+    import time
+
+    x = np.ones((256, 300_000), dtype=np.float32)
+    x[::2] = 2.0
+    window = {}
+
+    def work():
+        window["start"] = time.perf_counter()
+        hsic.centered_gram(x, num_threads=1)
+        window["end"] = time.perf_counter()
+
+    worker = threading.Thread(target=work)
+    ticks = []
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    worker.join()
+    start, end = window["start"], window["end"]
+    inside = [t for t in ticks if start + 0.1 * (end - start) < t < end - 0.1 * (end - start)]
+    assert len(inside) >= 5, f"main thread ran {len(inside)} times during a {end - start:.3f} s call"

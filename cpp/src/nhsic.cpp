@@ -31,7 +31,7 @@ void nhsic_matrix(const double* grams, std::size_t L, std::size_t n, bool debias
                                     " samples, got " + std::to_string(n));
     if (num_threads < 0)
         throw std::invalid_argument("num_threads must be >= 0 (0 = OpenMP default)");
-    const int threads = resolve_threads(num_threads);
+    [[maybe_unused]] const int threads = resolve_threads(num_threads);  // unused without OpenMP
     const std::size_t nn = n * n;
     const long nl = static_cast<long>(L);
 
