@@ -4,11 +4,13 @@ This module owns dtype and memory-layout policy; the kernels in ``itpl._core``
 take C-contiguous typed buffers as they are and never copy.
 
 Precision: Grams are returned in float64. A float64 ``X`` is accumulated in
-float64 throughout. A float32 ``X`` is centred in float64, then multiplied in
-float32 within blocks of at most 512 features (one register tile of the
-kernel) and the block results are summed in float64, so the rounding error does
-not grow with the number of features the way a float32 GEMM's does. Pass
-float64 for full float64 accumulation at about half the speed.
+float64 throughout. For a float32 ``X``, every sample is shifted by sample 0
+(which leaves the centred Gram unchanged and keeps the features' common offset
+out of the products), products are summed in float32 within blocks of 256
+features (the ``block`` argument; one register tile of the kernel), the block
+results are summed in float64, and the result is centred exactly in float64, so
+the rounding error does not grow with the number of features the way a float32
+GEMM's does. Pass float64 for float64 products at about half the speed.
 """
 
 from __future__ import annotations
@@ -97,8 +99,8 @@ def centered_gram(
     kernel : {"auto", "generic", "avx512"}
         Inner kernel; ``"auto"`` picks the fastest one this CPU supports.
     block : int, optional
-        Features per block (the span of float32 partial sums). None picks a
-        cache-sized default of at most 512.
+        Features per block (the span of float32 partial sums). None picks the
+        default, 256 (fewer when n is large, to keep a block in cache).
 
     Returns
     -------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from itpl.models.common import FeatureClassifier
+
 
 def _divisible(value: float, divisor: int = 8) -> int:
     """Round a scaled width to a multiple of `divisor`, never below 90% of it."""
@@ -22,7 +24,7 @@ def conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1,
     return nn.Sequential(*layers)
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(FeatureClassifier):
     """MobileNetV1 (Howard et al., 2017): 569M multiply-accumulates at width 1."""
 
     # (output channels, stride) of the 13 depthwise-separable blocks
@@ -30,7 +32,6 @@ class MobileNetV1(nn.Module):
               (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0):
-        super().__init__()
         cin = _divisible(32 * width_mult)
         layers: list[nn.Module] = [conv_bn(3, cin, 3, 2)]
         for cout, stride in self.BLOCKS:
@@ -38,12 +39,7 @@ class MobileNetV1(nn.Module):
             layers.append(nn.Sequential(conv_bn(cin, cin, 3, stride, groups=cin),
                                         conv_bn(cin, cout, 1, 1)))
             cin = cout
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        super().__init__(layers, cin, num_classes)
 
 
 class InvertedResidual(nn.Module):
@@ -62,7 +58,7 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.residual else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(FeatureClassifier):
     """MobileNetV2 (Sandler et al., 2018): 301M multiply-accumulates at width 1."""
 
     # (expansion, output channels, repeats, first stride)
@@ -70,7 +66,6 @@ class MobileNetV2(nn.Module):
                 (6, 160, 3, 2), (6, 320, 1, 1)]
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0):
-        super().__init__()
         cin = _divisible(32 * width_mult)
         last = _divisible(1280 * max(1.0, width_mult))
         layers: list[nn.Module] = [conv_bn(3, cin, 3, 2, act=nn.ReLU6)]
@@ -80,9 +75,4 @@ class MobileNetV2(nn.Module):
                 layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
                 cin = cout
         layers.append(conv_bn(cin, last, 1, 1, act=nn.ReLU6))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(last, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        super().__init__(layers, last, num_classes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from itpl.models.common import FeatureClassifier
+
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout)]
@@ -39,11 +41,10 @@ class Bottleneck(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(FeatureClassifier):
     """ResNet-(6n+2) for 32 x 32 inputs: three stages of 16, 32, 64 channels."""
 
     def __init__(self, depth: int, num_classes: int = 10):
-        super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
         blocks = (depth - 2) // 6
@@ -53,19 +54,13 @@ class CifarResNet(nn.Module):
             for i in range(blocks):
                 layers.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1))
                 cin = cout
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        super().__init__(layers, cin, num_classes)
 
 
-class ResNet50(nn.Module):
+class ResNet50(FeatureClassifier):
     """ResNet-50 for 224 x 224 inputs: 4.09G multiply-accumulates."""
 
     def __init__(self, num_classes: int = 1000):
-        super().__init__()
         layers: list[nn.Module] = [*_conv_bn(3, 64, 7, 2), nn.ReLU(inplace=True),
                                    nn.MaxPool2d(3, 2, 1)]
         cin = 64
@@ -73,9 +68,4 @@ class ResNet50(nn.Module):
             for i in range(repeats):
                 layers.append(Bottleneck(cin, width, 2 if stage > 0 and i == 0 else 1))
                 cin = width * 4
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        super().__init__(layers, cin, num_classes)

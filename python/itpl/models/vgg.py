@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from torch import nn
 
+from itpl.models.common import FeatureClassifier
+
 CONFIG_16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
              512, 512, 512]
 
 
-class CifarVGG(nn.Module):
+class CifarVGG(FeatureClassifier):
     """VGG-16 on 32 x 32 inputs: 13 convs, 313M multiply-accumulates."""
 
     def __init__(self, num_classes: int = 10, config=CONFIG_16):
-        super().__init__()
         layers: list[nn.Module] = []
         cin = 3
         for item in config:
@@ -22,9 +23,4 @@ class CifarVGG(nn.Module):
                 layers += [nn.Conv2d(cin, item, 3, 1, 1, bias=False), nn.BatchNorm2d(item),
                            nn.ReLU(inplace=True)]
                 cin = item
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        super().__init__(layers, cin, num_classes)
