@@ -35,7 +35,7 @@ GramKernel parse_gram_kernel(const std::string& name);
 // the centred Gram unchanged and keeps the features' common offset out of the
 // products), products are accumulated in T within a block of `block` features
 // (the register tile), block results are summed in float64, and the n x n
-// result is centred exactly in float64. Only the lower triangle is computed,
+// result is centred exactly in float64. Only one triangle is computed,
 // then mirrored. Threads take contiguous slices of the features, each with its
 // own accumulator, summed in slice order: 1 and N threads agree to float64
 // rounding.
