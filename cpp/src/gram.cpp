@@ -124,6 +124,17 @@ ITPL_AVX512 inline void transpose16(__m512 r[16]) {
     }
 }
 
+// o[r] += v[r] for the first min(rows, 8) of 8 doubles: rows past n are masked off.
+ITPL_AVX512 inline void add_rows(double* o, std::size_t rows, __m512d v) {
+    const __mmask8 m = static_cast<__mmask8>((1u << std::min<std::size_t>(8, rows)) - 1u);
+    _mm512_mask_storeu_pd(o, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v));
+}
+
+// Rows left for the 8-row group starting at `first`.
+inline std::size_t rows_from(std::size_t rows, std::size_t first) {
+    return rows > first ? rows - first : 0;
+}
+
 // float32: 32 x 8 tile, 16 zmm accumulators, 2 loads and 8 broadcasts per feature.
 struct Avx512F32 {
     using value_type = float;
@@ -169,28 +180,15 @@ struct Avx512F32 {
                 if constexpr (Halves == 2) acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
             }
         }
-        // Four 8-double quarters per column; the masks clip rows past n.
-        __mmask8 mask[4];
-        for (int q = 0; q < 2 * Halves; ++q) {
-            const std::size_t lo = static_cast<std::size_t>(q) * 8;
-            const std::size_t valid = rows > lo ? std::min<std::size_t>(8, rows - lo) : 0;
-            mask[q] = static_cast<__mmask8>((1u << valid) - 1u);
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; ++j) {
-            if (static_cast<std::size_t>(j) >= cols) break;
-            double* o = out + static_cast<std::size_t>(j) * ldo;
+        // Each 16-float half is two 8-double groups of the output column.
+        for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
+            double* o = out + j * ldo;
             for (int h = 0; h < Halves; ++h) {
                 const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
                 const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
                     _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
-                double* o0 = o + h * 16;
-                double* o1 = o0 + 8;
-                _mm512_mask_storeu_pd(o0, mask[2 * h],
-                                      _mm512_add_pd(_mm512_maskz_loadu_pd(mask[2 * h], o0), lo));
-                _mm512_mask_storeu_pd(
-                    o1, mask[2 * h + 1],
-                    _mm512_add_pd(_mm512_maskz_loadu_pd(mask[2 * h + 1], o1), hi));
+                add_rows(o + h * 16, rows_from(rows, h * 16), lo);
+                add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), hi);
             }
         }
     }
@@ -227,14 +225,9 @@ struct Avx512F64 {
                 if constexpr (Halves == 2) acc[j][1] = _mm512_fmadd_pd(a1, bj, acc[j][1]);
             }
         }
-        const std::size_t valid1 = Halves == 2 && rows > 8 ? rows - 8 : 0;
-        const __mmask8 m0 = static_cast<__mmask8>((1u << std::min<std::size_t>(8, rows)) - 1u);
-        const __mmask8 m1 = static_cast<__mmask8>((1u << std::min<std::size_t>(8, valid1)) - 1u);
         for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
             double* o = out + j * ldo;
-            _mm512_mask_storeu_pd(o, m0, _mm512_add_pd(_mm512_maskz_loadu_pd(m0, o), acc[j][0]));
-            _mm512_mask_storeu_pd(o + 8, m1,
-                                  _mm512_add_pd(_mm512_maskz_loadu_pd(m1, o + 8), acc[j][1]));
+            for (int h = 0; h < Halves; ++h) add_rows(o + h * 8, rows_from(rows, h * 8), acc[j][h]);
         }
     }
 };
