@@ -13,4 +13,13 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "hsic"]
+
+
+def load(plan, weights=None):
+    """Rebuild a pruned model from its plan (and weights); see :func:`itpl.plan.load`."""
+    from itpl.plan import load as _load
+
+    return _load(plan, weights)
+
+
+__all__ = ["__version__", "hsic", "load"]

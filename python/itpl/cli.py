@@ -28,6 +28,132 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 3,224,224") from None
+    if not shape or any(v < 1 for v in shape):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 3,224,224")
+    return shape
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="built-in name (mobilenet_v1, mobilenet_v2, resnet50, resnet20, resnet56, "
+                        "vgg16) or package.module:factory returning an nn.Module")
+    p.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE",
+                   help="keyword argument of the model constructor, e.g. num_classes=100 (repeatable)")
+    p.add_argument("--weights", help="state_dict file to load into the model")
+    p.add_argument("--input-shape", type=_shape, metavar="C,H,W",
+                   help="one sample's shape, where the model does not say (e.g. 3,224,224)")
+
+
+def _source(args):
+    from itpl.models.source import ModelSource
+
+    return ModelSource(args.model, dict(args.model_arg))
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from itpl.cost import format_amount, parse_amount
+    from itpl.workflow import Budget, prune_model, save_result, summary_lines
+
+    if args.flops is not None:
+        budget = Budget("flops", value=parse_amount(args.flops))
+    elif args.params is not None:
+        budget = Budget("params", value=parse_amount(args.params))
+    elif args.flops_ratio is not None:
+        budget = Budget("flops", ratio=args.flops_ratio)
+    else:
+        budget = Budget("params", ratio=args.params_ratio)
+    source = _source(args)
+    data, label = _calibration(args, source)
+    result = prune_model(
+        source, budget, weights=args.weights, input_shape=args.input_shape, data=data,
+        data_label=label, seed=args.seed, samples=args.samples, debiased=args.debiased,
+        beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
+        criterion=args.criterion, num_threads=args.threads, progress=not args.quiet,
+    )
+    if not result.pruned:
+        print(f"no pruning: the budget {format_amount(result.budget)} {result.cost.unit} is at or "
+              f"above the unpruned {budget.kind}, {format_amount(result.cost.full())} "
+              f"{result.cost.unit}; nothing written")
+        return EXIT_OK
+    prefix = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-pruned"
+    weights_path, plan_path = save_result(result, prefix)
+    if args.plot:
+        from itpl.plot import write_plots
+
+        write_plots(result, args.plot)
+    if args.json:
+        print(json.dumps(result.plan.to_dict(), indent=1))
+    else:
+        print("\n".join(summary_lines(result)))
+        print(f"wrote {plan_path} and {weights_path}")
+    return EXIT_OK
+
+
+def _calibration(args, source):
+    """(batch or None, label) from --data; the shape comes from the model source."""
+    if not args.data:
+        return None, None
+    from itpl.data import load_calibration, preset
+    from itpl.workflow import load_model
+
+    _, shape = load_model(source, None, args.input_shape)
+    name = args.preset or source.preset or "imagenet"
+    norm = preset(name, args.mean, args.std)
+    batch = load_calibration(args.data, shape, samples=args.samples, seed=args.seed,
+                             norm=norm, progress=not args.quiet)
+    if batch.shape[0] < args.samples:
+        print(f"itpl: note: {args.data} has {batch.shape[0]} samples, fewer than --samples "
+              f"{args.samples}; using all of them", file=sys.stderr)
+    return batch, f"{args.data} ({name})"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from itpl.cost import build_cost, format_amount
+    from itpl.graph import analyze
+    from itpl.workflow import load_model
+
+    if args.plan:
+        from itpl.plan import build_pruned, read_plan
+
+        plan = read_plan(args.plan)
+        model, shape = build_pruned(plan), tuple(plan.input_shape)
+        name = f"{plan.model} (pruned, {args.plan})"
+    elif args.model:
+        model, shape = load_model(_source(args), args.weights, args.input_shape)
+        name = args.model
+    else:
+        raise ValueError("give a plan file or --model")
+    graph = analyze(model, shape)
+    flops, params = build_cost(graph, "flops").full(), build_cost(graph, "params").full()
+    groups = [{"index": g.index, "root": g.root, "width": g.width, "layers": g.members}
+              for g in graph.groups]
+    if args.json:
+        print(json.dumps({"model": name, "input_shape": list(shape), "flops": flops,
+                          "params": params, "groups": groups}, indent=1))
+        return EXIT_OK
+    print(f"{name}: input {'x'.join(map(str, shape))}, {format_amount(flops)} MACs, "
+          f"{format_amount(params)} params, {len(groups)} prunable groups")
+    print(f"{'group':>5}  {'root layer':<32} {'width':>6}  layers")
+    for g in groups:
+        print(f"{g['index']:>5}  {g['root'][-32:]:<32} {g['width']:>6}  {len(g['layers'])}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itpl", description="On-device, latency-aware CNN pruning (ITPruner)."
@@ -37,6 +163,48 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="build facts: OpenMP, threads, Gram kernel")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(func=_cmd_info)
+
+    prune = sub.add_parser("prune", help="prune a model to a FLOPs or params budget",
+                           description="nHSIC importance, Eq. 11 widths, physical channel removal.")
+    _add_model_args(prune)
+    budget = prune.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--flops", metavar="AMOUNT", help="MAC budget, e.g. 283M")
+    budget.add_argument("--flops-ratio", type=float, metavar="R", help="MAC budget as a ratio, e.g. 0.5")
+    budget.add_argument("--params", metavar="AMOUNT", help="parameter budget, e.g. 2M")
+    budget.add_argument("--params-ratio", type=float, metavar="R", help="parameter budget as a ratio")
+    prune.add_argument("--data", help="calibration images: an image folder, or a .npy/.pt tensor file "
+                                      "(random inputs with a warning when absent)")
+    prune.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
+    prune.add_argument("--seed", type=int, default=0, help="seed of the sample draw (default 0)")
+    prune.add_argument("--preset", choices=["imagenet", "cifar"],
+                       help="image resizing and normalisation (default: the model's)")
+    prune.add_argument("--mean", type=float, nargs="+", help="override the preset's channel means")
+    prune.add_argument("--std", type=float, nargs="+", help="override the preset's channel stds")
+    prune.add_argument("--debiased", action="store_true", help="debiased HSIC estimator")
+    prune.add_argument("--beta", type=float,
+                       help="Eq. 9's beta (default: 1/(max-min) of the nHSIC sums, an e-fold spread)")
+    prune.add_argument("--alpha-min", type=float, default=0.1,
+                       help="smallest width ratio of any group (default 0.1)")
+    prune.add_argument("--round-to", type=int, default=8, help="widths are multiples of this (default 8)")
+    prune.add_argument("--criterion", choices=["l1", "fpgm"], default="l1",
+                       help="which channels a group keeps (default l1)")
+    prune.add_argument("--threads", type=int, help="threads for the nHSIC core (default: all cores)")
+    prune.add_argument("-o", "--output", metavar="PREFIX",
+                       help="write PREFIX.plan.json and PREFIX.pt (default MODEL-pruned)")
+    prune.add_argument("--plot", metavar="DIR", help="write nhsic.png and widths.png into DIR")
+    prune.add_argument("--json", action="store_true", help="print the plan as JSON")
+    prune.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    prune.set_defaults(func=_cmd_prune)
+
+    inspect = sub.add_parser("inspect", help="groups, widths, FLOPs and params of a model or plan")
+    inspect.add_argument("plan", nargs="?", help="a *.plan.json file (instead of --model)")
+    inspect.add_argument("--model", help="built-in name or package.module:factory")
+    inspect.add_argument("--model-arg", action="append", type=_model_arg, default=[],
+                         metavar="KEY=VALUE", help="model constructor keyword argument")
+    inspect.add_argument("--weights", help="state_dict file to load into the model")
+    inspect.add_argument("--input-shape", type=_shape, metavar="C,H,W", help="one sample's shape")
+    inspect.add_argument("--json", action="store_true", help="print as JSON")
+    inspect.set_defaults(func=_cmd_inspect)
     return parser
 
 

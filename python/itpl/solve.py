@@ -1,0 +1,221 @@
+"""Eq. 11: widths that maximise ``i^T alpha`` under ``alpha~^T T alpha~ <= budget``.
+
+SLSQP with analytic gradients finds continuous ratios in ``[alpha_min, 1]``.
+They are then rounded to hardware-friendly integer widths (multiples of
+``round_to``, or the full width) and repaired greedily: widths come down while
+the exact cost is over budget, then go up while a step still fits, each step
+chosen by importance gained (or lost) per unit of cost. The result is at or
+under the budget and as close to it as the rounding allows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from itpl.cost import QuadraticCost
+
+
+@dataclass
+class Allocation:
+    """Widths chosen for one budget.
+
+    Attributes
+    ----------
+    alpha : numpy.ndarray
+        Continuous SLSQP solution per group.
+    widths : list of int
+        Integer widths after rounding and repair.
+    cost : float
+        Exact cost of ``widths``.
+    objective : float
+        ``i^T (widths / full)``.
+    solver_message : str
+        SLSQP's exit message.
+    """
+
+    alpha: np.ndarray
+    widths: list[int]
+    cost: float
+    objective: float
+    solver_message: str
+
+
+def allowed_widths(full: int, alpha_min: float, round_to: int) -> list[int]:
+    """Widths a group may take: multiples of ``round_to`` from the minimum up, and ``full``.
+
+    The minimum is ``alpha_min * full`` rounded up to a multiple, and never 0.
+    """
+    if full <= round_to:
+        return [full]
+    low = max(round_to, math.ceil(alpha_min * full / round_to) * round_to)
+    return sorted({*range(low, full + 1, round_to), full})
+
+
+def _ratios(widths, full) -> np.ndarray:
+    return np.asarray(widths, dtype=np.float64) / np.asarray(full, dtype=np.float64)
+
+
+def minimum_cost(cost: QuadraticCost, full: list[int], alpha_min: float, round_to: int) -> float:
+    """Cost with every group at its smallest allowed width (costs grow with width)."""
+    lows = [allowed_widths(c, alpha_min, round_to)[0] for c in full]
+    return cost(_ratios(lows, full))
+
+
+def _slsqp(importance, cost: QuadraticCost, budget, lower, x0):
+    from scipy.optimize import minimize
+
+    # Both scaled to order one so SLSQP's tolerances mean the same for any model.
+    scale = float(np.abs(importance).sum()) or 1.0
+    weights = importance / scale
+    result = minimize(
+        lambda a: -float(weights @ a),
+        x0,
+        jac=lambda a: -weights,
+        bounds=list(zip(lower, np.ones_like(lower))),
+        constraints=[{
+            "type": "ineq",
+            "fun": lambda a: 1.0 - cost(a) / budget,
+            "jac": lambda a: -cost.gradient(a) / budget,
+        }],
+        method="SLSQP",
+        options={"maxiter": 500, "ftol": 1e-9},
+    )
+    return result
+
+
+def _uniform_start(cost, budget, lower):
+    """Largest common ratio meeting the budget (bisection; cost grows with ratio)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if cost(np.maximum(np.full_like(lower, mid), lower)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return np.maximum(np.full_like(lower, lo), lower)
+
+
+def _repair(widths, options, importance, full, cost, budget, target):
+    """Greedy steps between allowed widths until the exact cost fits the budget tightly."""
+    idx = [opts.index(w) for w, opts in zip(widths, options)]
+    full = np.asarray(full, dtype=np.float64)
+
+    def current():
+        return _ratios([opts[i] for opts, i in zip(options, idx)], full)
+
+    def step_cost(alpha, g, new):
+        trial = alpha.copy()
+        trial[g] = new
+        return cost(trial)
+
+    # Down: cheapest importance loss per cost saved; ties go to the group
+    # furthest above its continuous target (all ties when importance is zero).
+    alpha = current()
+    value = cost(alpha)
+    while value > budget:
+        best = None
+        for g, opts in enumerate(options):
+            if idx[g] == 0:
+                continue
+            new = opts[idx[g] - 1] / full[g]
+            saved = value - step_cost(alpha, g, new)
+            if saved <= 0:
+                continue
+            key = (importance[g] * (alpha[g] - new) / saved, -(alpha[g] - target[g]), -saved)
+            if best is None or key < best[0]:
+                best = (key, g)
+        if best is None:
+            break
+        idx[best[1]] -= 1
+        alpha = current()
+        value = cost(alpha)
+    # Up: best importance gain per cost added among steps that still fit.
+    while True:
+        best = None
+        for g, opts in enumerate(options):
+            if idx[g] + 1 >= len(opts):
+                continue
+            new = opts[idx[g] + 1] / full[g]
+            new_value = step_cost(alpha, g, new)
+            if new_value > budget:
+                continue
+            added = max(new_value - value, 1e-12)
+            key = (importance[g] * (new - alpha[g]) / added, target[g] - alpha[g], -added)
+            if best is None or key > best[0]:
+                best = (key, g, new_value)
+        if best is None:
+            break
+        idx[best[1]] += 1
+        alpha = current()
+        value = best[2]
+    return [opts[i] for opts, i in zip(options, idx)], value
+
+
+def solve(
+    importance,
+    cost: QuadraticCost,
+    budget: float,
+    full: list[int],
+    *,
+    alpha_min: float = 0.1,
+    round_to: int = 8,
+) -> Allocation:
+    """Solve Eq. 11 and round to integer widths within ``budget``.
+
+    Parameters
+    ----------
+    importance : array_like
+        Per-group importance (zeros allowed: the allocation then follows the
+        cost structure alone, as the authors' settings effectively did).
+    cost : QuadraticCost
+        Resource form over ``[1, alpha]``.
+    budget : float
+        Upper bound on the cost, in the cost's unit.
+    full : list of int
+        Unpruned width per group.
+    alpha_min : float
+        Lower bound on every ratio; groups always keep at least ``round_to``
+        channels (or all of them when narrower).
+    round_to : int
+        Widths are multiples of this (or the full width).
+
+    Raises
+    ------
+    ValueError
+        When the budget is below the smallest achievable cost (the message
+        names it) or the arguments are out of range.
+    """
+    importance = np.asarray(importance, dtype=np.float64)
+    if importance.shape != (len(full),):
+        raise ValueError(f"expected {len(full)} importances, got shape {importance.shape}")
+    if not 0 < alpha_min <= 1:
+        raise ValueError(f"alpha_min must be in (0, 1], got {alpha_min}")
+    if round_to < 1:
+        raise ValueError(f"round_to must be a positive integer, got {round_to}")
+    floor = minimum_cost(cost, full, alpha_min, round_to)
+    if budget < floor:
+        raise ValueError(
+            f"budget {budget:.6g} {cost.unit} is infeasible: the smallest achievable "
+            f"{cost.kind} is {floor:.6g} {cost.unit} (alpha_min={alpha_min}, "
+            f"round_to={round_to}); raise the budget or lower --alpha-min"
+        )
+    options = [allowed_widths(c, alpha_min, round_to) for c in full]
+    lower = _ratios([o[0] for o in options], full)
+    x0 = np.ones(len(full))
+    result = _slsqp(importance, cost, budget, lower, x0)
+    alpha = np.clip(result.x, lower, 1.0)
+    if not result.success or cost(alpha) > budget * (1 + 1e-6):
+        retry = _slsqp(importance, cost, budget, lower, _uniform_start(cost, budget, lower))
+        if retry.success:
+            result, alpha = retry, np.clip(retry.x, lower, 1.0)
+    full_arr = np.asarray(full, dtype=np.float64)
+    rounded = [min(opts, key=lambda w: abs(w - a * c)) for opts, a, c in zip(options, alpha, full)]
+    widths, value = _repair(rounded, options, importance, full, cost, budget, alpha)
+    return Allocation(
+        alpha=alpha, widths=widths, cost=value,
+        objective=float(importance @ _ratios(widths, full_arr)),
+        solver_message=str(result.message),
+    )

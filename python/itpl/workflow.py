@@ -1,0 +1,210 @@
+"""``itpl prune`` as a library call: model -> data -> importance -> widths -> pruned model.
+
+Each stage lives in its own module; this one wires them together, compares
+the allocation with the zero-importance one and writes the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from itpl.cost import QuadraticCost, build_cost, format_amount
+from itpl.graph import ModelGraph, analyze
+from itpl.importance import Importance, compute_importance
+from itpl.models.source import ModelSource, load_weights
+from itpl.plan import GroupPlan, Plan
+from itpl.solve import Allocation, solve
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A resource budget: an absolute ``value`` or a ``ratio`` of the unpruned cost."""
+
+    kind: str  # "flops" or "params"
+    value: float | None = None
+    ratio: float | None = None
+
+    def resolve(self, full: float) -> float:
+        if (self.value is None) == (self.ratio is None):
+            raise ValueError("give the budget as a value or as a ratio, not both")
+        if self.ratio is not None:
+            if not 0 < self.ratio:
+                raise ValueError(f"budget ratio must be positive, got {self.ratio}")
+            return self.ratio * full
+        return float(self.value)
+
+
+@dataclass
+class PruneResult:
+    """Outcome of :func:`prune_model`.
+
+    ``pruned`` is False when the budget is at or above the unpruned cost; then
+    only ``graph``, ``cost``, ``budget`` and ``model`` (unchanged) are set.
+    """
+
+    pruned: bool
+    model: nn.Module
+    graph: ModelGraph
+    cost: QuadraticCost
+    budget: float
+    plan: Plan | None = None
+    importance: Importance | None = None
+    allocation: Allocation | None = None
+    zero_allocation: Allocation | None = None
+    moved: list[int] = field(default_factory=list)  # kept - zero-importance kept, per group
+
+    @property
+    def channels_moved(self) -> int:
+        """Sum over groups of |kept - zero-importance kept|."""
+        return sum(abs(m) for m in self.moved)
+
+
+def load_model(source: ModelSource, weights: str | None = None, input_shape=None):
+    """Build the model, load weights, and settle its input shape."""
+    model = source.build()
+    if weights:
+        load_weights(model, weights)
+    shape = tuple(input_shape) if input_shape else source.input_shape(model)
+    if shape is None:
+        raise ValueError(f"cannot infer the input shape of {source.name}; pass --input-shape C,H,W")
+    return model.eval(), shape
+
+
+def _warn(message: str) -> None:
+    print(f"itpl: warning: {message}", file=sys.stderr)
+
+
+def prune_model(
+    source: ModelSource,
+    budget: Budget,
+    *,
+    weights: str | None = None,
+    input_shape=None,
+    data: torch.Tensor | None = None,
+    data_label: str | None = None,
+    seed: int = 0,
+    samples: int = 256,
+    debiased: bool = False,
+    beta: float | None = None,
+    alpha_min: float = 0.1,
+    round_to: int = 8,
+    criterion: str = "l1",
+    num_threads: int | None = None,
+    progress: bool = False,
+) -> PruneResult:
+    """Prune a model to a FLOPs or params budget with nHSIC importance.
+
+    Parameters
+    ----------
+    source : ModelSource
+        The model to prune.
+    budget : Budget
+        Resource kind and amount.
+    weights : str, optional
+        Trained state_dict; without it the model's fresh initialisation is used.
+    input_shape : tuple of int, optional
+        Needed when the source cannot tell it.
+    data : torch.Tensor, optional
+        Calibration batch ``(n, *input_shape)``; random with a warning when absent.
+    data_label : str, optional
+        Where ``data`` came from, recorded in the plan.
+    seed, samples : int
+        Random calibration data when ``data`` is None.
+    debiased, beta, alpha_min, round_to, criterion, num_threads
+        See :func:`itpl.importance.compute_importance`, :func:`itpl.solve.solve`
+        and :func:`itpl.prune.select_channels`.
+    progress : bool
+        Progress bar during activation capture.
+    """
+    from itpl.data import random_calibration
+    from itpl.prune import apply_pruning, select_channels
+
+    model, shape = load_model(source, weights, input_shape)
+    graph = analyze(model, shape)
+    cost = build_cost(graph, budget.kind)
+    full_cost = cost.full()
+    target = budget.resolve(full_cost)
+    if target >= full_cost:
+        return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target)
+    if data is None:
+        _warn("no --data: importance from random inputs carries no information about "
+              "your model; pass --data with a few hundred real images")
+        data = random_calibration(shape, samples=samples, seed=seed)
+        data_label = f"random (seed {seed})"
+    importance = compute_importance(graph, data, debiased=debiased, beta=beta,
+                                    num_threads=num_threads, progress=progress)
+    widths = graph.widths
+    allocation = solve(importance.group_importance, cost, target, widths,
+                       alpha_min=alpha_min, round_to=round_to)
+    zero = solve(np.zeros(len(widths)), cost, target, widths,
+                 alpha_min=alpha_min, round_to=round_to)
+    channels = select_channels(graph, allocation.widths, criterion)
+    groups = [
+        GroupPlan(root=g.root, full=g.width, kept=w, channels=ch,
+                  importance=float(imp), alpha=float(a), zero_importance_kept=z,
+                  members=list(g.members))
+        for g, w, ch, imp, a, z in zip(graph.groups, allocation.widths, channels,
+                                       importance.group_importance, allocation.alpha,
+                                       zero.widths)
+    ]
+    plan = Plan(
+        model=source.name, model_kwargs=dict(source.kwargs), input_shape=list(shape),
+        budget={"kind": budget.kind, "value": target, "unit": cost.unit,
+                "full": full_cost, "predicted": allocation.cost},
+        settings={"samples": importance.samples, "data": data_label or "tensor",
+                  "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
+                  "alpha_min": alpha_min, "round_to": round_to, "criterion": criterion,
+                  "weights": os.path.basename(weights) if weights else None},
+        groups=groups,
+    )
+    apply_pruning(graph, channels)
+    return PruneResult(
+        pruned=True, model=model, graph=graph, cost=cost, budget=target, plan=plan,
+        importance=importance, allocation=allocation, zero_allocation=zero,
+        moved=[w - z for w, z in zip(allocation.widths, zero.widths)],
+    )
+
+
+def save_result(result: PruneResult, prefix: str) -> tuple[str, str]:
+    """Write ``PREFIX.pt`` (pruned state_dict) and ``PREFIX.plan.json``, atomically together."""
+    from itpl.fileio import staged_outputs
+
+    import json
+
+    weights_path, plan_path = f"{prefix}.pt", f"{prefix}.plan.json"
+    result.plan.weights = os.path.basename(weights_path)
+    with staged_outputs() as stage:
+        torch.save(result.model.state_dict(), stage.path(weights_path))
+        with open(stage.path(plan_path), "w") as f:
+            json.dump(result.plan.to_dict(), f, indent=1)
+            f.write("\n")
+    return weights_path, plan_path
+
+
+def summary_lines(result: PruneResult) -> list[str]:
+    """The console report: one row per group, then totals and the zero-importance comparison."""
+    plan, cost = result.plan, result.cost
+    lines = [f"{'group':>5}  {'root layer':<28} {'full':>6} {'kept':>6} {'importance':>10} "
+             f"{'zero-imp':>8} {'moved':>6}"]
+    for i, g in enumerate(plan.groups):
+        lines.append(f"{i:>5}  {g.root[-28:]:<28} {g.full:>6} {g.kept:>6} {g.importance:>10.4f} "
+                     f"{g.zero_importance_kept:>8} {g.kept - g.zero_importance_kept:>+6}")
+    b = plan.budget
+    lines.append(f"{cost.kind}: {format_amount(b['full'])} -> {format_amount(b['predicted'])} "
+                 f"{cost.unit} (budget {format_amount(b['value'])}, "
+                 f"{b['predicted'] / b['full']:.1%} of unpruned)")
+    moved = result.channels_moved
+    if moved:
+        lines.append(f"importance moved {moved} channels across "
+                     f"{sum(1 for m in result.moved if m)} groups vs zero importance")
+    else:
+        lines.append("importance moved nothing: zero importance gives the same widths")
+    if result.importance.dead:
+        lines.append(f"constant (dead) layers, importance 0: {', '.join(result.importance.dead)}")
+    return lines
