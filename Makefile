@@ -20,7 +20,9 @@ $(STAMP): $(SOURCES)
 
 demo: install
 	$(PY) -m itpl info
-	$(PY) examples/nhsic_demo.py
+	$(PY) -m itpl inspect --model mobilenet_v1
+	$(PY) -m itpl prune --model mobilenet_v1 --flops 283M --samples 64 \
+	    -o demo-out/mobilenet_v1-283M --plot demo-out/plots
 
 test: install
 	$(PY) -m pytest -q
@@ -30,6 +32,7 @@ test-fast: install
 
 bench: install
 	$(PY) bench/bench_core.py
+	$(PY) bench/bench_prune.py
 
 clean:
-	rm -rf $(VENV) build dist
+	rm -rf $(VENV) build dist demo-out

@@ -59,6 +59,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="one sample's shape, where the model does not say (e.g. 3,224,224)")
 
 
+def _progress(args) -> bool:
+    """Progress bars on a terminal only: redraws would litter logs and pipes."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _source(args):
     from itpl.models.source import ModelSource
 
@@ -83,7 +88,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         source, budget, weights=args.weights, input_shape=args.input_shape, data=data,
         data_label=label, seed=args.seed, samples=args.samples, debiased=args.debiased,
         beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
-        criterion=args.criterion, num_threads=args.threads, progress=not args.quiet,
+        criterion=args.criterion, num_threads=args.threads, progress=_progress(args),
     )
     if not result.pruned:
         print(f"no pruning: the budget {format_amount(result.budget)} {result.cost.unit} is at or "
@@ -115,7 +120,7 @@ def _calibration(args, source):
     name = args.preset or source.preset or "imagenet"
     norm = preset(name, args.mean, args.std)
     batch = load_calibration(args.data, shape, samples=args.samples, seed=args.seed,
-                             norm=norm, progress=not args.quiet)
+                             norm=norm, progress=_progress(args))
     if batch.shape[0] < args.samples:
         print(f"itpl: note: {args.data} has {batch.shape[0]} samples, fewer than --samples "
               f"{args.samples}; using all of them", file=sys.stderr)

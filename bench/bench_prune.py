@@ -1,0 +1,107 @@
+"""itpl prune's stages on this machine: importance vs the bare forward pass, the
+solver, and peak memory, measured in one run.
+
+  MobileNetV1 at 224 x 224, n calibration images (default 256), eval mode:
+    (a) bare forward pass of the n images under no_grad (the baseline)
+    (b) the whole importance stage: capture + centred Grams + nHSIC matrix
+        (itpl.importance.compute_importance), which runs that same forward pass
+  Solver (SLSQP + rounding + repair) at 50% of the FLOPs: MobileNetV1 and ResNet-50.
+  Peak resident memory of this process (ru_maxrss), which includes both stages.
+
+Bars (issue 3): importance <= 1.5x forward, solver < 0.5 s for ResNet-50,
+peak RSS < 4 GB. Forward and importance runs alternate so drift hits both.
+
+    python bench/bench_prune.py [--samples 256] [--repeats 3] [--threads N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from itpl.cost import build_cost
+from itpl.graph import analyze
+from itpl.importance import compute_importance
+from itpl.models import BUILTIN, build
+from itpl.solve import solve
+
+SETTLE_S = 0.3  # let OpenMP workers of the previous contender go idle (see bench_core)
+
+
+def timed(fn) -> float:
+    time.sleep(SETTLE_S)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    model = build("mobilenet_v1").eval()
+    graph = analyze(model, BUILTIN["mobilenet_v1"].input_shape)
+    x = torch.randn(args.samples, *BUILTIN["mobilenet_v1"].input_shape,
+                    generator=torch.Generator().manual_seed(0))
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    def importance():
+        compute_importance(graph, x, num_threads=args.threads)
+
+    forward()  # warm-up: allocator, kernels
+    fwd, imp = [], []
+    for _ in range(args.repeats):
+        fwd.append(timed(forward))
+        imp.append(timed(importance))
+    ratios = [i / f for i, f in zip(imp, fwd)]
+
+    solver = {}
+    for name in ("mobilenet_v1", "resnet50"):
+        g = analyze(build(name), BUILTIN[name].input_shape)
+        cost = build_cost(g, "flops")
+        weights = np.random.default_rng(0).uniform(0.3, 1.0, len(g.groups))
+        solve(weights, cost, 0.5 * cost.full(), g.widths)  # warm-up: scipy import
+        times = [timed(lambda: solve(weights, cost, 0.5 * cost.full(), g.widths))
+                 for _ in range(args.repeats)]
+        solver[name] = {"groups": len(g.groups), "median_s": statistics.median(times)}
+
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    result = {
+        "samples": args.samples, "threads": args.threads,
+        "forward_s": statistics.median(fwd), "importance_s": statistics.median(imp),
+        "importance_over_forward": statistics.median(ratios),
+        "solver": solver, "peak_rss_gb": peak_gb,
+    }
+    print(f"MobileNetV1, {args.samples} images at 224x224, {args.threads} threads, "
+          f"median of {args.repeats}:")
+    print(f"  bare forward pass        {result['forward_s']:7.2f} s")
+    print(f"  importance stage         {result['importance_s']:7.2f} s   "
+          f"{result['importance_over_forward']:.2f}x forward (bar <= 1.5x; "
+          f"per round {', '.join(f'{r:.2f}' for r in ratios)})")
+    for name, s in solver.items():
+        print(f"  solver {name:<17} {s['median_s'] * 1e3:7.1f} ms  ({s['groups']} groups; "
+              "bar < 500 ms for resnet50)")
+    print(f"  peak RSS                 {peak_gb:7.2f} GB  (bar < 4 GB)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
