@@ -6,7 +6,6 @@ renames all of its files only when the whole block succeeds.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -43,11 +42,3 @@ def staged_outputs():
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, final)
 
-
-def write_json(path: str, data) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    with staged_outputs() as stage:
-        tmp = stage.path(path)
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")

@@ -14,6 +14,7 @@ exact quadratic form at every integer width configuration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -238,11 +239,11 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
         out_shape = shapes[name]
         if kind in ("conv", "depthwise", "grouped"):
             in_full, out_full = module.in_channels, module.out_channels
-            positions = int(torch.tensor(out_shape[2:]).prod()) if len(out_shape) > 2 else 1
-            kernel = int(torch.tensor(module.kernel_size).prod())
+            positions = math.prod(out_shape[2:])
+            kernel = math.prod(module.kernel_size)
         elif kind == "linear":
             in_full, out_full = module.in_features, module.out_features
-            positions = int(torch.tensor(out_shape[1:-1]).prod()) if len(out_shape) > 2 else 1
+            positions = math.prod(out_shape[1:-1])  # tokens of a (n, ..., features) input
             kernel = 1
         else:
             in_full = out_full = out_shape[1] if len(out_shape) > 1 else 1

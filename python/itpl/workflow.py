@@ -6,6 +6,7 @@ the allocation with the zero-importance one and writes the outputs.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -174,8 +175,6 @@ def prune_model(
 def save_result(result: PruneResult, prefix: str) -> tuple[str, str]:
     """Write ``PREFIX.pt`` (pruned state_dict) and ``PREFIX.plan.json``, atomically together."""
     from itpl.fileio import staged_outputs
-
-    import json
 
     weights_path, plan_path = f"{prefix}.pt", f"{prefix}.plan.json"
     result.plan.weights = os.path.basename(weights_path)
