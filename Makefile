@@ -1,5 +1,5 @@
 # Everything a fresh machine needs: `make demo` and `make test` create .venv,
-# install torch's pinned CPU build, then itpl with its test and plot extras.
+# install torch's pinned CPU build, then itpl with its test, plot and export extras.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet ".[test,plot]"
+	$(PY) -m pip install --quiet ".[test,plot,export]"
 	touch $@
 
 demo: install

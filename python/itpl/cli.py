@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_OK = 0
@@ -159,6 +160,69 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_paths(output: str, batches: list[int]) -> dict[int, str]:
+    if len(batches) == 1:
+        return {batches[0]: output}
+    stem = output[: -len(".tflite")] if output.endswith(".tflite") else output
+    return {b: f"{stem}-b{b}.tflite" for b in batches}
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from itpl.export import export_tflite
+    from itpl.workflow import load_any
+
+    model, shape, label = load_any(args.model, args.weights, args.input_shape, dict(args.model_arg))
+    for batch, path in _export_paths(args.output, args.batch).items():
+        r = export_tflite(model, shape, path, batch=batch)
+        print(f"wrote {path}: batch {batch}, max |tflite - torch| = {r.max_abs_diff:.2e} "
+              f"(tolerance {r.tolerance:.1e})")
+    return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from itpl import bench
+    from itpl.devices import get_device
+
+    if args.compare:
+        old, new = (bench.read_results(p) for p in args.compare)
+        flagged = bench.compare(old, new, args.threshold / 100)
+        for f in flagged:
+            print(f"REGRESSION {f['model']} batch {f['batch']}: {f['old_ms']:.2f} -> "
+                  f"{f['new_ms']:.2f} ms ({f['change']:+.1%})")
+        if not flagged:
+            print(f"no model/batch regressed by more than {args.threshold:g}%")
+        return EXIT_ERROR if flagged else EXIT_OK
+    if not args.models:
+        raise ValueError("give models to time (.tflite files, built-in names or plans), or --compare")
+    device = get_device(args.device)
+    with tempfile.TemporaryDirectory(prefix="itpl-bench-") as tmp:
+        models = []
+        for i, spec in enumerate(args.models):
+            if spec.endswith(".tflite"):
+                models.append((os.path.basename(spec), {bench.tflite_batch(spec): spec}))
+                continue
+            from itpl.export import export_tflite
+            from itpl.workflow import load_any
+
+            model, shape, label = load_any(spec)
+            files = {}
+            for b in args.batch:
+                files[b] = export_tflite(model, shape, os.path.join(tmp, f"{i}-b{b}.tflite"),
+                                         batch=b).path
+            models.append((label, files))
+        result = bench.bench_models(models, device, threads=args.threads,
+                                    max_seconds=args.max_seconds)
+    print(bench.format_table(result))
+    if args.json:
+        from itpl.fileio import staged_outputs
+
+        with staged_outputs() as stage, open(stage.path(args.json), "w") as f:
+            json.dump(result, f, indent=1)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itpl", description="On-device, latency-aware CNN pruning (ITPruner)."
@@ -210,6 +274,33 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--input-shape", type=_shape, metavar="C,H,W", help="one sample's shape")
     inspect.add_argument("--json", action="store_true", help="print as JSON")
     inspect.set_defaults(func=_cmd_inspect)
+
+    export = sub.add_parser("export", help="convert a model or plan to .tflite (one file per batch)")
+    export.add_argument("model", help="built-in name, package.module:factory, or a *.plan.json")
+    export.add_argument("-o", "--output", required=True,
+                        help="output .tflite (with several --batch: OUT-b1.tflite, OUT-b4.tflite, ...)")
+    export.add_argument("--batch", type=int, nargs="+", default=[1], help="static batch sizes (default 1)")
+    export.add_argument("--weights", help="state_dict (default: the plan's weights)")
+    export.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE")
+    export.add_argument("--input-shape", type=_shape, metavar="C,H,W")
+    export.set_defaults(func=_cmd_export)
+
+    bench = sub.add_parser("bench", help="time models at batch 1/4/8 on a device")
+    bench.add_argument("models", nargs="*",
+                       help=".tflite files, built-in names or *.plan.json (exported on the fly); "
+                            "speedups are against the first")
+    bench.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8],
+                       help="batch sizes for models exported on the fly (default 1 4 8)")
+    bench.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    bench.add_argument("--device", default="local", help="where to time (default local)")
+    bench.add_argument("--max-seconds", type=float, default=10.0,
+                       help="time cap per model and batch (default 10)")
+    bench.add_argument("--json", help="write results with device facts to this file")
+    bench.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                       help="flag model/batch medians that regressed; exit 1 if any did")
+    bench.add_argument("--threshold", type=float, default=5.0,
+                       help="regression threshold for --compare, percent (default 5)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

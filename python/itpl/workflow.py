@@ -77,6 +77,21 @@ def load_model(source: ModelSource, weights: str | None = None, input_shape=None
     return model.eval(), shape
 
 
+def load_any(spec: str, weights: str | None = None, input_shape=None, kwargs=None):
+    """A model from a CLI spec: a ``*.plan.json`` (pruned) or a model source.
+
+    Returns ``(model in eval mode, input shape, label)``.
+    """
+    if spec.endswith(".json"):
+        from itpl.plan import load, read_plan
+
+        plan = read_plan(spec)
+        label = os.path.basename(spec)[: -len(".plan.json")] if spec.endswith(".plan.json") else spec
+        return load(spec, weights), tuple(plan.input_shape), label
+    model, shape = load_model(ModelSource(spec, dict(kwargs or {})), weights, input_shape)
+    return model, shape, spec
+
+
 def _warn(message: str) -> None:
     print(f"itpl: warning: {message}", file=sys.stderr)
 

@@ -1,0 +1,79 @@
+"""The paper's Table 3 on this device: MobileNetV1/V2, baseline and pruned to the
+paper's FLOPs, exported to .tflite and timed at batch 1, 4 and 8.
+
+Absolute times differ between devices, so the table is compared as speedups
+(pruned / baseline, same device, same run) against the paper's Pixel 2 figures.
+Pruning uses random calibration data (the timing does not depend on it).
+
+Bar (issue 4): on the local CPU, MobileNetV1 at 283M and 149M reaches at least
+the paper's batch-1 speedups, 1.87x and 2.8x.
+
+    python bench/pixel2_table.py [--threads 2] [--device local] [--max-seconds 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+from itpl import bench
+from itpl.devices import get_device
+from itpl.export import export_tflite
+from itpl.models.source import ModelSource
+from itpl.workflow import Budget, prune_model
+
+# Table 3 of the paper (Pixel 2 CPU, ms at batch 1 / 4 / 8)
+PAPER = {
+    "mobilenet_v1": {None: (28, 125, 252), 283e6: (15, 70, 135), 149e6: (10, 45, 84)},
+    "mobilenet_v2": {None: (21, 94, 182), 217e6: (17, 75, 144), 148e6: (13, 55, 110)},
+}
+BATCHES = (1, 4, 8)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="local")
+    p.add_argument("--max-seconds", type=float, default=10.0)
+    p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    device = get_device(args.device)
+    report = {"device": device.facts(args.threads), "models": {}}
+    with tempfile.TemporaryDirectory(prefix="itpl-pixel2-") as tmp:
+        for name, rows in PAPER.items():
+            models = []
+            for flops in rows:
+                if flops is None:
+                    model, shape = ModelSource(name).build().eval(), (3, 224, 224)
+                    label = f"{name} baseline"
+                else:
+                    res = prune_model(ModelSource(name), Budget("flops", value=flops),
+                                      samples=args.samples)
+                    model, shape = res.model, (3, 224, 224)
+                    label = f"{name} {flops / 1e6:.0f}M ({res.allocation.cost / 1e6:.1f}M)"
+                files = {b: export_tflite(model, shape, os.path.join(tmp, f"{label}-{b}.tflite"),
+                                          batch=b).path for b in BATCHES}
+                models.append((label, files))
+            result = bench.bench_models(models, device, threads=args.threads,
+                                        max_seconds=args.max_seconds)
+            print(bench.format_table(result))
+            paper_rows = list(rows.values())
+            print(f"{'speedup vs baseline':<34}{'ours b1/b4/b8':>24}{'paper Pixel 2 b1/b4/b8':>28}")
+            for (label, _), paper in zip(models[1:], paper_rows[1:]):
+                ours = [r["speedup"] for r in result["results"] if r["model"] == label]
+                theirs = [paper_rows[0][i] / paper[i] for i in range(3)]
+                print(f"{label:<34}{' / '.join(f'{v:.2f}' for v in ours):>24}"
+                      f"{' / '.join(f'{v:.2f}' for v in theirs):>28}")
+            print()
+            report["models"][name] = result
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""itpl export (litert-torch) and itpl bench (LiteRT) on real conversions and runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from itpl import models
+from itpl.bench import compare, tflite_batch
+from itpl.cli import main
+from itpl.export import export_tflite, run_tflite
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def r20_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("r20")
+    torch.manual_seed(0)
+    model = models.build("resnet20")
+    return {b: export_tflite(model, (3, 32, 32), str(folder / f"r20-b{b}.tflite"), batch=b).path
+            for b in (1, 2)}, model
+
+
+def test_export_round_trip_numerics(r20_files):
+    files, model = r20_files
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(x)).numpy()
+    got = run_tflite(files[2], x)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert tflite_batch(files[1]) == 1 and tflite_batch(files[2]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, shape", [("mobilenet_v1", (3, 64, 64)), ("mobilenet_v2", (3, 64, 64)),
+                                         ("resnet50", (3, 64, 64)), ("vgg16", (3, 32, 32))])
+def test_every_family_exports(name, shape, tmp_path):
+    kwargs = {"width_mult": 0.25} if name.startswith("mobilenet") else {}
+    result = export_tflite(models.build(name, **kwargs), shape, str(tmp_path / "m.tflite"), batch=2)
+    assert result.max_abs_diff <= result.tolerance
+    assert tflite_batch(result.path) == 2
+
+
+def test_cli_export_batches_and_plan(tmp_path, capsys):
+    code, out, err = _run(capsys, "prune", "--model", "resnet20", "--flops-ratio", "0.5",
+                          "--samples", "8", "-o", str(tmp_path / "p"), "-q")
+    assert code == 0, err
+    code, out, err = _run(capsys, "export", str(tmp_path / "p.plan.json"),
+                          "-o", str(tmp_path / "p.tflite"), "--batch", "1", "4")
+    assert code == 0, err
+    assert tflite_batch(str(tmp_path / "p-b1.tflite")) == 1
+    assert tflite_batch(str(tmp_path / "p-b4.tflite")) == 4
+    assert "max |tflite - torch|" in out
+
+
+def test_failed_numeric_check_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="differs from PyTorch"):
+        export_tflite(models.build("resnet20"), (3, 32, 32), str(tmp_path / "x.tflite"), rtol=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+class DataDependent(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x
+
+
+def test_conversion_failure_names_the_layer(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), DataDependent(), nn.Flatten())
+    with pytest.raises(ValueError, match=r"failed at layer 1 \(DataDependent\)"):
+        export_tflite(model, (3, 8, 8), str(tmp_path / "x.tflite"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_table_json_and_compare(r20_files, tmp_path, capsys):
+    files, _ = r20_files
+    out_json = str(tmp_path / "b.json")
+    code, out, err = _run(capsys, "bench", files[1], files[2], "--threads", "1",
+                          "--max-seconds", "0.5", "--json", out_json)
+    assert code == 0, err
+    assert "batch 1" in out and "batch 2" in out and "(1.00x)" in out
+    result = json.loads(open(out_json).read())
+    assert result["device"]["device"] == "local" and result["device"]["threads"] == 1
+    rows = {r["batch"]: r for r in result["results"]}
+    assert rows[1]["speedup"] == 1.0 and rows[1]["min_ms"] <= rows[1]["median_ms"] <= rows[1]["max_ms"]
+    assert rows[1]["repeats"] >= 20
+    # a constructed 10% regression is flagged and fails the command; 3% is not
+    slower = json.loads(json.dumps(result))
+    slower["results"][0]["median_ms"] *= 1.10
+    slower["results"][1]["median_ms"] *= 1.03
+    (tmp_path / "slow.json").write_text(json.dumps(slower))
+    code, out, _ = _run(capsys, "bench", "--compare", out_json, str(tmp_path / "slow.json"))
+    assert code == 1 and out.count("REGRESSION") == 1 and "+10.0%" in out
+    assert len(compare(result, slower, 0.02)) == 2
+    code, out, _ = _run(capsys, "bench", "--compare", out_json, out_json)
+    assert code == 0 and "no model/batch regressed" in out
+
+
+def test_missing_and_corrupt_tflite(tmp_path, capsys):
+    code, _, err = _run(capsys, "bench", str(tmp_path / "none.tflite"))
+    assert code == 1 and "does not exist" in err
+    (tmp_path / "bad.tflite").write_bytes(b"\x00" * 64)
+    code, _, err = _run(capsys, "bench", str(tmp_path / "bad.tflite"))
+    assert code == 1 and "not a valid .tflite model" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "bench", "--compare", str(tmp_path / "bad.tflite"),
+                        str(tmp_path / "bad.tflite"))
+    assert code == 1 and "not valid JSON" in err
