@@ -3,8 +3,6 @@ regression comparison between two result files."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict
 
 from itpl.devices.base import Device
@@ -76,13 +74,9 @@ def format_table(result: dict) -> str:
 
 def read_results(path: str) -> dict:
     """A ``--json`` file written by ``itpl bench``."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"bench results '{path}' do not exist")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"bench results '{path}' are not valid JSON: {exc}") from None
+    from itpl.fileio import read_json
+
+    data = read_json(path, "bench results")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"'{path}' is not an itpl bench result (format {FORMAT})")
     return data

@@ -6,6 +6,7 @@ renames all of its files only when the whole block succeeds.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -42,3 +43,14 @@ def staged_outputs():
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, final)
 
+
+
+def read_json(path: str, what: str):
+    """Parse a JSON file; ``what`` names it in the one-line errors."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} '{path}' does not exist")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} '{path}' is not valid JSON: {exc}") from None

@@ -175,7 +175,6 @@ def compute_importance(
     if missing:
         raise ValueError(f"layer '{missing[0]}' produced no output during the forward pass")
     matrix = hsic.nhsic_matrix(grams, debiased=debiased, num_threads=num_threads)
-    del grams
     layer_imp, beta, dead = importance_from_nhsic(matrix, beta, dead)
     group_imp = np.zeros(len(graph.groups))
     np.add.at(group_imp, np.asarray(layer_groups), layer_imp)

@@ -9,7 +9,6 @@ then loads the pruned weights: no pickled classes anywhere.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -86,13 +85,9 @@ class Plan:
 
 def read_plan(path: str) -> Plan:
     """Read a ``*.plan.json`` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"plan '{path}' does not exist")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"plan '{path}' is not valid JSON: {exc}") from None
+    from itpl.fileio import read_json
+
+    data = read_json(path, "plan")
     return Plan.from_dict(data)
 
 
