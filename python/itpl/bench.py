@@ -18,7 +18,7 @@ def tflite_batch(path: str) -> int:
 
 
 def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, threads: int,
-                 max_seconds: float = 10.0, progress=None) -> dict:
+                 max_seconds: float = 10.0) -> dict:
     """Time every model at every batch it has a file for.
 
     Parameters
@@ -41,8 +41,6 @@ def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, th
         for batch, path in sorted(files.items()):
             timing = device.time_model(path, threads=threads, max_seconds=max_seconds)
             rows.append({"model": label, "batch": batch, **asdict(timing)})
-            if progress:
-                progress(rows[-1])
     base = {r["batch"]: r["median_ms"] for r in rows if r["model"] == models[0][0]}
     for r in rows:
         r["speedup"] = base[r["batch"]] / r["median_ms"] if r["batch"] in base else None

@@ -111,21 +111,23 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _calibration(args, source):
-    """(batch or None, label) from --data; the shape comes from the model source."""
+    """(loader of the batch for an input shape, or None; label) from --data."""
     if not args.data:
         return None, None
     from itpl.data import load_calibration, preset
-    from itpl.workflow import load_model
 
-    _, shape = load_model(source, None, args.input_shape)
     name = args.preset or source.preset or "imagenet"
     norm = preset(name, args.mean, args.std)
-    batch = load_calibration(args.data, shape, samples=args.samples, seed=args.seed,
-                             norm=norm, progress=_progress(args))
-    if batch.shape[0] < args.samples:
-        print(f"itpl: note: {args.data} has {batch.shape[0]} samples, fewer than --samples "
-              f"{args.samples}; using all of them", file=sys.stderr)
-    return batch, f"{args.data} ({name})"
+
+    def load(shape):
+        batch = load_calibration(args.data, shape, samples=args.samples, seed=args.seed,
+                                 norm=norm, progress=_progress(args))
+        if batch.shape[0] < args.samples:
+            print(f"itpl: note: {args.data} has {batch.shape[0]} samples, fewer than --samples "
+                  f"{args.samples}; using all of them", file=sys.stderr)
+        return batch
+
+    return load, f"{args.data} ({name})"
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -184,6 +186,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from itpl import bench
     from itpl.devices import get_device
+    from itpl.export import export_tflite
+    from itpl.workflow import load_any
 
     if args.compare:
         old, new = (bench.read_results(p) for p in args.compare)
@@ -203,9 +207,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             if spec.endswith(".tflite"):
                 models.append((os.path.basename(spec), {bench.tflite_batch(spec): spec}))
                 continue
-            from itpl.export import export_tflite
-            from itpl.workflow import load_any
-
             model, shape, label = load_any(spec)
             files = {}
             for b in args.batch:

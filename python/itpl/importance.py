@@ -133,7 +133,6 @@ def compute_importance(
             layer_groups.append(group.index)
             capture.setdefault(point, []).append(len(layers) - 1)
     grams: list[np.ndarray | None] = [None] * len(layers)
-    dead = np.zeros(len(layers), dtype=bool)
 
     bar = None
     if progress:
@@ -151,10 +150,8 @@ def compute_importance(
                                        num_threads=num_threads)
             except ValueError as exc:
                 raise ValueError(f"layer '{point}': {exc}") from None
-            constant = not np.trace(k) > 0  # a centred Gram is zero only for constant rows
             for idx in capture[point]:
                 grams[idx] = k
-                dead[idx] = constant
             if bar is not None:
                 bar.update(len(capture[point]))
 
@@ -175,6 +172,7 @@ def compute_importance(
     if missing:
         raise ValueError(f"layer '{missing[0]}' produced no output during the forward pass")
     matrix = hsic.nhsic_matrix(grams, debiased=debiased, num_threads=num_threads)
+    dead = [not np.trace(k) > 0 for k in grams]  # a centred Gram is zero only for constant rows
     layer_imp, beta, dead = importance_from_nhsic(matrix, beta, dead)
     group_imp = np.zeros(len(graph.groups))
     np.add.at(group_imp, np.asarray(layer_groups), layer_imp)

@@ -211,11 +211,10 @@ def solve(
         retry = _slsqp(importance, cost, budget, lower, _uniform_start(cost, budget, lower))
         if retry.success:
             result, alpha = retry, np.clip(retry.x, lower, 1.0)
-    full_arr = np.asarray(full, dtype=np.float64)
     rounded = [min(opts, key=lambda w: abs(w - a * c)) for opts, a, c in zip(options, alpha, full)]
     widths, value = _repair(rounded, options, importance, full, cost, budget, alpha)
     return Allocation(
         alpha=alpha, widths=widths, cost=value,
-        objective=float(importance @ _ratios(widths, full_arr)),
+        objective=float(importance @ _ratios(widths, full)),
         solver_message=str(result.message),
     )

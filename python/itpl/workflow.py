@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ def prune_model(
     *,
     weights: str | None = None,
     input_shape=None,
-    data: torch.Tensor | None = None,
+    data: torch.Tensor | Callable[[tuple], torch.Tensor] | None = None,
     data_label: str | None = None,
     seed: int = 0,
     samples: int = 256,
@@ -126,8 +127,10 @@ def prune_model(
         Trained state_dict; without it the model's fresh initialisation is used.
     input_shape : tuple of int, optional
         Needed when the source cannot tell it.
-    data : torch.Tensor, optional
-        Calibration batch ``(n, *input_shape)``; random with a warning when absent.
+    data : torch.Tensor or callable, optional
+        Calibration batch ``(n, *input_shape)``, or a function of the input
+        shape returning one (the shape may only be known once the model is
+        built); random with a warning when absent.
     data_label : str, optional
         Where ``data`` came from, recorded in the plan.
     seed, samples : int
@@ -142,6 +145,8 @@ def prune_model(
     from itpl.prune import apply_pruning, select_channels
 
     model, shape = load_model(source, weights, input_shape)
+    if callable(data):
+        data = data(shape)
     graph = analyze(model, shape)
     cost = build_cost(graph, budget.kind)
     full_cost = cost.full()
