@@ -102,6 +102,19 @@ def test_bench_table_json_and_compare(r20_files, tmp_path, capsys):
     assert code == 0 and "no model/batch regressed" in out
 
 
+def test_bad_counts_are_refused_before_any_work(r20_files, tmp_path, capsys):
+    files, _ = r20_files
+    code, _, err = _run(capsys, "bench", files[1], "--threads", "0")
+    assert code == 2 and "must be at least 1" in err
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        run_tflite(files[1], np.zeros((1, 3, 32, 32), np.float32), threads=0)
+    # batch 0 after a valid one: refused while parsing, so no b1 file is left behind
+    code, _, err = _run(capsys, "export", "resnet20", "-o", str(tmp_path / "r.tflite"),
+                        "--batch", "1", "0")
+    assert code == 2 and "must be at least 1" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_and_corrupt_tflite(tmp_path, capsys):
     code, _, err = _run(capsys, "bench", str(tmp_path / "none.tflite"))
     assert code == 1 and "does not exist" in err

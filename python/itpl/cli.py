@@ -39,6 +39,17 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1, checked while parsing so no command starts work it cannot finish."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _model_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -244,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--params-ratio", type=float, metavar="R", help="parameter budget as a ratio")
     prune.add_argument("--data", help="calibration images: an image folder, or a .npy/.pt tensor file "
                                       "(random inputs with a warning when absent)")
-    prune.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
+    prune.add_argument("--samples", type=_positive, default=256, help="calibration samples (default 256)")
     prune.add_argument("--seed", type=int, default=0, help="seed of the sample draw (default 0)")
     prune.add_argument("--preset", choices=["imagenet", "cifar"],
                        help="image resizing and normalisation (default: the model's)")
@@ -255,10 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Eq. 9's beta (default: 1/(max-min) of the nHSIC sums, an e-fold spread)")
     prune.add_argument("--alpha-min", type=float, default=0.1,
                        help="smallest width ratio of any group (default 0.1)")
-    prune.add_argument("--round-to", type=int, default=8, help="widths are multiples of this (default 8)")
+    prune.add_argument("--round-to", type=_positive, default=8, help="widths are multiples of this (default 8)")
     prune.add_argument("--criterion", choices=["l1", "fpgm"], default="l1",
                        help="which channels a group keeps (default l1)")
-    prune.add_argument("--threads", type=int, help="threads for the nHSIC core (default: all cores)")
+    prune.add_argument("--threads", type=_positive, help="threads for the nHSIC core (default: all cores)")
     prune.add_argument("-o", "--output", metavar="PREFIX",
                        help="write PREFIX.plan.json and PREFIX.pt (default MODEL-pruned)")
     prune.add_argument("--plot", metavar="DIR", help="write nhsic.png and widths.png into DIR")
@@ -280,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="built-in name, package.module:factory, or a *.plan.json")
     export.add_argument("-o", "--output", required=True,
                         help="output .tflite (with several --batch: OUT-b1.tflite, OUT-b4.tflite, ...)")
-    export.add_argument("--batch", type=int, nargs="+", default=[1], help="static batch sizes (default 1)")
+    export.add_argument("--batch", type=_positive, nargs="+", default=[1], help="static batch sizes (default 1)")
     export.add_argument("--weights", help="state_dict (default: the plan's weights)")
     export.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE")
     export.add_argument("--input-shape", type=_shape, metavar="C,H,W")
@@ -290,9 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("models", nargs="*",
                        help=".tflite files, built-in names or *.plan.json (exported on the fly); "
                             "speedups are against the first")
-    bench.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8],
+    bench.add_argument("--batch", type=_positive, nargs="+", default=[1, 4, 8],
                        help="batch sizes for models exported on the fly (default 1 4 8)")
-    bench.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    bench.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
     bench.add_argument("--device", default="local", help="where to time (default local)")
     bench.add_argument("--max-seconds", type=float, default=10.0,
                        help="time cap per model and batch (default 10)")
@@ -308,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: argparse has printed; return its code
+        return int(exc.code or 0)
     if args.version:
         from itpl import __version__
 

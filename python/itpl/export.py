@@ -69,6 +69,8 @@ def interpreter(path: str, threads: int = 1):
             raise ValueError("no TFLite interpreter: pip install ai-edge-litert") from None
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file '{path}' does not exist")
+    if threads < 1:  # else LiteRT's complaint reads as a broken model file
+        raise ValueError(f"threads must be at least 1, got {threads}")
     try:
         with _captured_fds():  # the runtime logs its delegate choice on stderr
             interp = Interpreter(model_path=path, num_threads=threads)
