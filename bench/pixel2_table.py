@@ -3,12 +3,14 @@ paper's FLOPs, exported to .tflite and timed at batch 1, 4 and 8.
 
 Absolute times differ between devices, so the table is compared as speedups
 (pruned / baseline, same device, same run) against the paper's Pixel 2 figures.
-Pruning uses random calibration data (the timing does not depend on it).
+Pruning uses random calibration data and seeded random weights (the timing
+depends on the widths, not on the values), so every run prunes to the same widths.
 
 Bar (issue 4): on the local CPU, MobileNetV1 at 283M and 149M reaches at least
 the paper's batch-1 speedups, 1.87x and 2.8x.
 
-    python bench/pixel2_table.py [--threads 2] [--device local] [--max-seconds 10] [--json out.json]
+    python bench/pixel2_table.py [--threads 2] [--device local] [--max-seconds 10]
+                                 [--models mobilenet_v1] [--round-to 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import json
 import os
 import tempfile
+
+import torch
 
 from itpl import bench
 from itpl.devices import get_device
@@ -38,12 +42,16 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="local")
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
+    p.add_argument("--models", nargs="+", choices=list(PAPER), default=list(PAPER))
+    p.add_argument("--round-to", type=int, default=8, help="width multiple of the pruned models")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    torch.manual_seed(0)  # built-in models start from random weights: fix them, fix the widths
     device = get_device(args.device)
-    report = {"device": device.facts(args.threads), "models": {}}
+    report = {"device": device.facts(args.threads), "round_to": args.round_to, "models": {}}
     with tempfile.TemporaryDirectory(prefix="itpl-pixel2-") as tmp:
-        for name, rows in PAPER.items():
+        for name in args.models:
+            rows = PAPER[name]
             models = []
             for flops in rows:
                 if flops is None:
@@ -51,7 +59,7 @@ def main(argv=None) -> dict:
                     label = f"{name} baseline"
                 else:
                     res = prune_model(ModelSource(name), Budget("flops", value=flops),
-                                      samples=args.samples)
+                                      samples=args.samples, round_to=args.round_to)
                     model, shape = res.model, (3, 224, 224)
                     label = f"{name} {flops / 1e6:.0f}M ({res.allocation.cost / 1e6:.1f}M)"
                 files = {b: export_tflite(model, shape, os.path.join(tmp, f"{label}-{b}.tflite"),
