@@ -56,6 +56,9 @@ class Layer:
     bias: bool
     per_channel: int  # norm/other layers: 1-D parameters with one entry per channel
     fixed_params: int  # norm/other layers: parameters no width scales
+    in_shape: tuple[int, ...] = ()  # one sample's input and output shapes, unpruned
+    out_shape: tuple[int, ...] = ()
+    activation: str = "none"  # "relu"/"relu6" when one directly follows (the runtime fuses it)
 
 
 @dataclass
@@ -76,7 +79,7 @@ class ModelGraph:
     model: nn.Module
     input_shape: tuple[int, ...]
     groups: list[Group]
-    layers: list[Layer]
+    layers: list[Layer]  # execution order
     dependency: object  # torch_pruning.DependencyGraph bound to ``model``
 
     @property
@@ -88,8 +91,9 @@ class ModelGraph:
 
 
 def _trace_shapes(model: nn.Module, input_shape):
-    """One eval forward at batch 1: per leaf module its output shape, the module
-    that consumes its output next, and modules called more than once."""
+    """One eval forward at batch 1: per leaf module its input and output shapes,
+    per conv/linear the module after which its activation is read and the
+    activation function in that chain, and modules called more than once."""
     events = []  # (name, module, input tensor, output tensor)
     calls: dict[str, int] = {}
     handles = []
@@ -118,19 +122,22 @@ def _trace_shapes(model: nn.Module, input_shape):
         for h in handles:
             h.remove()
     shapes = {name: tuple(out.shape) for name, _, _, out in events}
+    in_shapes = {name: tuple(inp.shape) for name, _, inp, _ in events if inp is not None}
     # Follow conv -> BN -> activation by tensor identity: each channel-wise module
     # whose input is exactly the previous tensor extends the chain.
-    capture = {}
+    capture, activation = {}, {}
     for i, (name, module, _, out) in enumerate(events):
         if not isinstance(module, _CONV + (nn.Linear,)):
             continue
-        end, current = name, out
+        end, current, act = name, out, "none"
         for nxt, nmod, ninp, nout in events[i + 1 :]:
             if ninp is current and isinstance(nmod, _CHANNELWISE):
                 end, current = nxt, nout
-        capture[name] = end
+                if act == "none" and isinstance(nmod, (nn.ReLU, nn.ReLU6)):
+                    act = "relu6" if isinstance(nmod, nn.ReLU6) else "relu"
+        capture[name], activation[name] = end, act
     reused = sorted(n for n, c in calls.items() if c > 1)
-    return shapes, capture, reused
+    return shapes, in_shapes, capture, activation, reused
 
 
 def _kind(module: nn.Module) -> str:
@@ -173,7 +180,7 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
 
     model.eval()
     input_shape = tuple(int(s) for s in input_shape)
-    shapes, capture, reused = _trace_shapes(model, input_shape)
+    shapes, in_shapes, capture, activation, reused = _trace_shapes(model, input_shape)
     if reused:
         raise ValueError(
             f"module '{reused[0]}' is called more than once per forward pass; "
@@ -224,9 +231,8 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
         ))
 
     layers = []
-    for name, module in model.named_modules():
-        if not name or list(module.children()) or name not in shapes:
-            continue
+    for name in shapes:  # execution order, as a converter lays the ops out
+        module = model.get_submodule(name)
         kind = _kind(module)
         params = sum(p.numel() for p in module.parameters(recurse=False))
         if kind == "other" and params == 0:
@@ -264,7 +270,8 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             name=name, kind=kind, in_dim=in_dim, out_dim=out_dim, positions=positions,
             kernel=kernel, groups=getattr(module, "groups", 1),
             bias=getattr(module, "bias", None) is not None, per_channel=per_channel,
-            fixed_params=fixed,
+            fixed_params=fixed, in_shape=in_shapes.get(name, ())[1:], out_shape=out_shape[1:],
+            activation=activation.get(name, "none"),
         ))
     if not groups:
         raise ValueError("the model has no prunable channel groups (no conv or linear "

@@ -40,19 +40,24 @@ class LocalDevice(Device):
 
     def time_model(self, path: str, *, threads: int, warmup: int = 5, min_repeats: int = 20,
                    max_seconds: float = 10.0) -> Timing:
-        """Repeat in rounds of ``min_repeats`` until the median moves by under 1%
-        between rounds or ``max_seconds`` have passed."""
+        """Repeat in rounds of ``min_repeats`` (or more, to fill 20 ms) until the
+        median moves by under 1% between rounds or ``max_seconds`` have passed."""
         from itpl.export import interpreter
 
         interp = interpreter(path, threads)
         for detail in interp.get_input_details():
             interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        for _ in range(warmup):
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
             interp.invoke()
+        # Rounds last at least 20 ms, so a tiny model's median is not a few
+        # microseconds of timer jitter.
+        each = (time.perf_counter() - t0) / max(1, warmup)
+        per_round = max(min_repeats, min(2000, int(0.02 / max(each, 1e-7))))
         samples: list[float] = []
         start, previous = time.perf_counter(), None
         while True:
-            for _ in range(min_repeats):
+            for _ in range(per_round):
                 t0 = time.perf_counter()
                 interp.invoke()
                 samples.append((time.perf_counter() - t0) * 1e3)
