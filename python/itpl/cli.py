@@ -50,6 +50,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
 def _model_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -92,22 +102,29 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         budget = Budget("params", value=parse_amount(args.params))
     elif args.flops_ratio is not None:
         budget = Budget("flops", ratio=args.flops_ratio)
-    else:
+    elif args.params_ratio is not None:
         budget = Budget("params", ratio=args.params_ratio)
+    elif args.latency_ms is not None:
+        budget = Budget("latency", value=args.latency_ms)
+    else:
+        budget = Budget("latency", ratio=args.latency_ratio)
     source = _source(args)
+    prefix = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-pruned"
+    profile, device = _prune_profile(args, budget, prefix)
     data, label = _calibration(args, source)
     result = prune_model(
         source, budget, weights=args.weights, input_shape=args.input_shape, data=data,
-        data_label=label, seed=args.seed, samples=args.samples, debiased=args.debiased,
-        beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
+        data_label=label, profile=profile, seed=args.seed, samples=args.samples,
+        debiased=args.debiased, beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
         criterion=args.criterion, num_threads=args.threads, progress=_progress(args),
     )
     if not result.pruned:
-        print(f"no pruning: the budget {format_amount(result.budget)} {result.cost.unit} is at or "
-              f"above the unpruned {budget.kind}, {format_amount(result.cost.full())} "
-              f"{result.cost.unit}; nothing written")
+        unpruned = result.cost.full()
+        fmt = (lambda v: f"{v:.3f}") if budget.kind == "latency" else format_amount
+        print(f"no pruning: the budget {fmt(result.budget)} {result.cost.unit} is at or "
+              f"above the unpruned {budget.kind}, {fmt(unpruned)} {result.cost.unit}; nothing written")
         return EXIT_OK
-    prefix = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-pruned"
+    verified = _verify(args, result, device) if args.verify else None
     weights_path, plan_path = save_result(result, prefix)
     if args.plot:
         from itpl.plot import write_plots
@@ -116,8 +133,98 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.plan.to_dict(), indent=1))
     else:
-        print("\n".join(summary_lines(result)))
+        print("\n".join(summary_lines(result) + ([verified] if verified else [])))
         print(f"wrote {plan_path} and {weights_path}")
+    return EXIT_OK
+
+
+def _prune_profile(args, budget, prefix):
+    """(profile or a function making one, device) for itpl prune's latency options."""
+    from itpl.devices import get_device
+    from itpl.profile import check_device, read_profile
+
+    device = get_device(args.device) if args.device else None
+    if budget.kind != "latency":
+        if args.profile:
+            raise ValueError("--profile goes with --latency-ms or --latency-ratio")
+        return None, device
+    if args.profile:
+        profile = read_profile(args.profile)
+        check_device(profile, device.facts(profile.device.get("threads")) if device else None,
+                     args.latency_threads, where=f"profile '{args.profile}'")
+        return profile, device
+    if device is None:
+        raise ValueError("a latency budget needs a device profile: pass --profile FILE "
+                         "(from itpl profile) or --device local to profile first")
+
+    def make(graph):
+        from itpl.profile import profile_model, summary_lines, write_profile
+
+        path = f"{prefix}.profile.json"
+        made = profile_model(graph, device, name=args.model, kwargs=dict(args.model_arg),
+                             threads=args.latency_threads or 1, round_to=args.round_to,
+                             alpha_min=args.alpha_min, cache=f"{path}.cache",
+                             progress=_progress(args))
+        write_profile(made, path)
+        os.unlink(f"{path}.cache")
+        if not args.quiet:
+            print("\n".join(summary_lines(made) + [f"wrote {path}"]), file=sys.stderr)
+        return made
+
+    return make, device
+
+
+def _verify(args, result, device) -> str:
+    """Export the pruned model, time it on the device and record it in the plan;
+    returns the report line."""
+    from itpl.devices import get_device
+    from itpl.workflow import measure_latency
+
+    profile = result.profile
+    threads = profile.device["threads"] if profile else args.latency_threads or 1
+    batch = profile.settings["batch"] if profile else 1
+    device = device or get_device(profile.device["device"] if profile else "local")
+    measured = measure_latency(result.model, result.graph.input_shape, device, threads=threads,
+                               batch=batch)
+    b = result.plan.budget
+    b.update(measured_ms=measured, measured_on=device.facts(threads))
+    line = f"verified on {device.name} ({threads} thread{'s' if threads != 1 else ''}, batch {batch}): " \
+           f"measured {measured:.3f} ms"
+    if b["kind"] == "latency":
+        line += (f", predicted {b['predicted']:.3f} ms ({measured / b['predicted'] - 1:+.1%}), "
+                 f"budget {b['value']:.3f} ms: "
+                 + ("met" if measured <= b["value"] else f"over by {measured / b['value'] - 1:.1%}"))
+    return line
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from itpl.devices import get_device
+    from itpl.graph import analyze
+    from itpl.profile import profile_model, summary_lines, write_profile
+    from itpl.workflow import load_model
+
+    model, shape = load_model(_source(args), args.weights, args.input_shape)
+    graph = analyze(model, shape)
+    device = get_device(args.device)
+    output = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-{device.name}.profile.json"
+    cache = f"{output}.cache"
+    profile = profile_model(
+        graph, device, name=args.model, kwargs=dict(args.model_arg), threads=args.threads,
+        batch=args.batch, grid=args.grid, round_to=args.round_to, alpha_min=args.alpha_min,
+        calibrate=args.calibrate, validate=args.validate, seed=args.seed, cache=cache,
+        max_seconds=args.max_seconds, progress=_progress(args),
+    )
+    tile = profile.settings["channel_tile"]
+    if args.round_to and args.round_to % tile:
+        print(f"itpl: warning: this device computes channels in tiles of {tile}; widths in "
+              f"multiples of {args.round_to} waste time between tiles (try --round-to {tile})",
+              file=sys.stderr)
+    write_profile(profile, output)
+    os.unlink(cache)
+    if args.json:
+        print(json.dumps({k: v for k, v in profile.to_dict().items() if k != "samples"}, indent=1))
+    else:
+        print("\n".join(summary_lines(profile) + [f"wrote {output}"]))
     return EXIT_OK
 
 
@@ -245,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(func=_cmd_info)
 
-    prune = sub.add_parser("prune", help="prune a model to a FLOPs or params budget",
+    prune = sub.add_parser("prune", help="prune a model to a FLOPs, params or latency budget",
                            description="nHSIC importance, Eq. 11 widths, physical channel removal.")
     _add_model_args(prune)
     budget = prune.add_mutually_exclusive_group(required=True)
@@ -253,6 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--flops-ratio", type=float, metavar="R", help="MAC budget as a ratio, e.g. 0.5")
     budget.add_argument("--params", metavar="AMOUNT", help="parameter budget, e.g. 2M")
     budget.add_argument("--params-ratio", type=float, metavar="R", help="parameter budget as a ratio")
+    budget.add_argument("--latency-ms", type=_positive_float, metavar="MS",
+                        help="latency budget in ms on the profiled device, e.g. 15")
+    budget.add_argument("--latency-ratio", type=_positive_float, metavar="R",
+                        help="latency budget as a ratio of the unpruned model's, e.g. 0.54")
+    prune.add_argument("--profile", help="device profile for a latency budget (from itpl profile)")
+    prune.add_argument("--device", help="with a latency budget and no --profile: profile this "
+                                        "device first (e.g. local); with --verify: where to time")
+    prune.add_argument("--latency-threads", type=_positive, metavar="N",
+                       help="interpreter threads the latency is for (default: the profile's, or 1)")
+    prune.add_argument("--verify", action="store_true",
+                       help="export the pruned model and time it on the device (predicted vs measured)")
     prune.add_argument("--data", help="calibration images: an image folder, or a .npy/.pt tensor file "
                                       "(random inputs with a warning when absent)")
     prune.add_argument("--samples", type=_positive, default=256, help="calibration samples (default 256)")
@@ -266,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Eq. 9's beta (default: 1/(max-min) of the nHSIC sums, an e-fold spread)")
     prune.add_argument("--alpha-min", type=float, default=0.1,
                        help="smallest width ratio of any group (default 0.1)")
-    prune.add_argument("--round-to", type=_positive, default=8, help="widths are multiples of this (default 8)")
+    prune.add_argument("--round-to", type=_positive,
+                       help="widths are multiples of this (default 8; for latency budgets the "
+                            "profile's, the device's channel tile)")
     prune.add_argument("--criterion", choices=["l1", "fpgm"], default="l1",
                        help="which channels a group keeps (default l1)")
     prune.add_argument("--threads", type=_positive, help="threads for the nHSIC core (default: all cores)")
@@ -276,6 +396,30 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--json", action="store_true", help="print the plan as JSON")
     prune.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     prune.set_defaults(func=_cmd_prune)
+
+    prof = sub.add_parser("profile", help="time a model's layers on a device and fit its latency model",
+                          description="Per-layer micro-models on a width grid, a bilinear fit per "
+                                      "layer, whole-model calibration and validation.")
+    _add_model_args(prof)
+    prof.add_argument("--device", default="local", help="where to time (default local)")
+    prof.add_argument("-o", "--output", help="profile file (default MODEL-DEVICE.profile.json)")
+    prof.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
+    prof.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
+    prof.add_argument("--grid", type=_positive, default=5,
+                      help="width levels per side of a layer (default 5: up to 25 samples a layer)")
+    prof.add_argument("--round-to", type=_positive,
+                      help="widths are multiples of this (default: the device's channel tile)")
+    prof.add_argument("--alpha-min", type=float, default=0.1, help="smallest width ratio (default 0.1)")
+    prof.add_argument("--calibrate", type=_positive, default=10,
+                      help="whole-model configurations for the overhead fit (default 10, at least 5)")
+    prof.add_argument("--validate", type=int, default=20,
+                      help="random whole-model configurations to check the prediction (default 20)")
+    prof.add_argument("--seed", type=int, default=0, help="seed of the random configurations")
+    prof.add_argument("--max-seconds", type=float, default=1.0,
+                      help="time cap per layer sample (whole models: 3x; default 1)")
+    prof.add_argument("--json", action="store_true", help="print the profile (without samples) as JSON")
+    prof.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    prof.set_defaults(func=_cmd_profile)
 
     inspect = sub.add_parser("inspect", help="groups, widths, FLOPs and params of a model or plan")
     inspect.add_argument("plan", nargs="?", help="a *.plan.json file (instead of --model)")

@@ -126,24 +126,27 @@ def fingerprint(graph: ModelGraph) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def check_profile(profile: Profile, graph: ModelGraph, *, device_facts: dict | None = None,
-                  threads: int | None = None, where: str = "the profile") -> None:
-    """Refuse a profile made for another model, device or thread count."""
+def check_profile(profile: Profile, graph: ModelGraph, where: str = "the profile") -> None:
+    """Refuse a profile made for another model (or input shape)."""
     m = profile.model
     if m.get("fingerprint") != fingerprint(graph):
         raise ValueError(
             f"{where} was made for model '{m.get('name')}' with input "
             f"{'x'.join(map(str, m.get('input_shape', [])))}, not this one; "
             f"run itpl profile on this model")
+
+
+def check_device(profile: Profile, facts: dict | None = None, threads: int | None = None,
+                 where: str = "the profile") -> None:
+    """Refuse a profile measured on another device or with another thread count."""
     if threads is not None and profile.device.get("threads") != threads:
         raise ValueError(f"{where} was measured with {profile.device.get('threads')} threads, "
                          f"not {threads}; profile again with --threads {threads}")
-    if device_facts is not None:
-        for key in IDENTITY:
-            if profile.device.get(key) != device_facts.get(key):
-                raise ValueError(f"{where} was measured on another device ({key}: "
-                                 f"{profile.device.get(key)!r}, here {device_facts.get(key)!r}); "
-                                 "profile this device")
+    for key in IDENTITY if facts is not None else ():
+        if profile.device.get(key) != facts.get(key):
+            raise ValueError(f"{where} was measured on another device ({key}: "
+                             f"{profile.device.get(key)!r}, here {facts.get(key)!r}); "
+                             "profile this device")
 
 
 # --- layer geometry ----------------------------------------------------------
@@ -290,22 +293,35 @@ def _compute_layers(graph: ModelGraph) -> list[Layer]:
     return [l for l in graph.layers if l.kind in ("conv", "depthwise", "grouped", "linear")]
 
 
-def _ops_match(ops: list[tuple[str, list[int]]], layers: list[Layer]) -> bool:
-    """Whether a converted model's conv/linear ops are ``layers``, in order."""
+def _match_ops(ops: list[tuple[str, list[int]]], layers: list[Layer]) -> list[Layer] | None:
+    """The layer behind each conv/linear op of a converted model, or None.
+
+    The converter may order independent branches differently from PyTorch's
+    execution, so each op takes the first unused layer of its kind and full
+    shape; :func:`itpl.tflite_models.resize_model` checks that the channel
+    counts then agree along the graph.
+    """
     if len(ops) != len(layers):
-        return False
-    for (kind, shape), layer in zip(ops, layers):
-        full_in, full_out = (round(d.const + sum(d.coefs.values())) for d in (layer.in_dim, layer.out_dim))
-        if kind == "depthwise":
-            ok = layer.kind == "depthwise" and shape[-1] == full_out
-        elif kind == "linear":
-            ok = layer.kind == "linear" and shape == [full_out, full_in]
+        return None
+    unused, matched = list(layers), []
+    for kind, shape in ops:
+        for layer in unused:
+            full_in, full_out = (round(d.const + sum(d.coefs.values()))
+                                 for d in (layer.in_dim, layer.out_dim))
+            if kind == "depthwise":
+                ok = layer.kind == "depthwise" and shape[-1] == full_out
+            elif kind == "linear":
+                ok = layer.kind == "linear" and shape == [full_out, full_in]
+            else:
+                ok = layer.kind in ("conv", "grouped") and shape[0] == full_out and \
+                    shape[-1] * layer.groups == full_in
+            if ok:
+                unused.remove(layer)
+                matched.append(layer)
+                break
         else:
-            ok = layer.kind in ("conv", "grouped") and shape[0] == full_out and \
-                shape[-1] * layer.groups == full_in
-        if not ok:
-            return False
-    return True
+            return None
+    return matched
 
 
 class _WholeModels:
@@ -322,7 +338,8 @@ class _WholeModels:
         export_tflite(graph.model, graph.input_shape, base, batch=batch)
         with open(base, "rb") as f:
             self.base = read_model(f.read())
-        self.resizable = _ops_match(compute_ops(self.base), self.layers)
+        self.layers = _match_ops(compute_ops(self.base), self.layers)
+        self.resizable = self.layers is not None
 
     def write(self, widths: list[int], path: str) -> None:
         from itpl.tflite_models import resize_model
@@ -422,8 +439,11 @@ def profile_model(
         raise ValueError(f"round_to must be a positive integer, got {round_to}")
     if grid < 2:
         raise ValueError(f"grid needs at least 2 levels, got {grid}")
-    if calibrate < 2:
-        raise ValueError(f"calibration needs at least 2 whole-model configurations, got {calibrate}")
+    if calibrate < 5:
+        raise ValueError(f"calibration needs at least 5 whole-model configurations (unpruned, "
+                         f"smallest, three uniform scalings), got {calibrate}")
+    if validate < 0 or not max_seconds > 0:
+        raise ValueError("validate must be >= 0 and max_seconds positive")
     start = time.perf_counter()
     widths = graph.widths
     facts = device.facts(threads)
@@ -593,3 +613,24 @@ def _calibrate(summed: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     if not scale > 0:
         scale, offset = 1.0, float(np.mean(measured - summed))
     return float(offset), float(scale)
+
+
+def summary_lines(profile: Profile) -> list[str]:
+    """The console report of a profile."""
+    s, v, c, d = profile.settings, profile.validation, profile.calibration, profile.device
+    micro = len(profile.samples)
+    lines = [
+        f"profiled {profile.model['name']} on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
+        f"{d.get('threads')} thread{'s' if d.get('threads') != 1 else ''}, batch {s['batch']}): "
+        f"{len(profile.layers)} layers, {micro} layer models, "
+        f"{len(c['widths']) + len(v['widths'])} whole models in {profile.seconds:.0f} s"
+        + (f" ({profile.resumed} samples from the cache)" if profile.resumed else ""),
+        f"channel tile {s['channel_tile']}: widths are multiples of {s['round_to']}",
+        f"unpruned latency: measured {c['measured_ms'][0]:.3f} ms, predicted "
+        f"{profile.cost().full():.3f} ms",
+    ]
+    if v["widths"]:
+        lines.append(f"validation ({len(v['widths'])} random width configurations): "
+                     f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5% of "
+                     f"measured (largest error {v['max_rel_error']:.1%})")
+    return lines

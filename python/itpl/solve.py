@@ -64,6 +64,18 @@ def minimum_cost(cost: QuadraticCost, full: list[int], alpha_min: float, round_t
     return cost(_ratios(lows, full))
 
 
+def check_feasible(cost: QuadraticCost, budget: float, full: list[int], alpha_min: float,
+                   round_to: int) -> None:
+    """Raise a ValueError naming the smallest achievable cost when ``budget`` is below it."""
+    floor = minimum_cost(cost, full, alpha_min, round_to)
+    if budget < floor:
+        raise ValueError(
+            f"budget {budget:.6g} {cost.unit} is infeasible: the smallest achievable "
+            f"{cost.kind} is {floor:.6g} {cost.unit} (alpha_min={alpha_min}, "
+            f"round_to={round_to}); raise the budget or lower --alpha-min"
+        )
+
+
 def _slsqp(importance, cost: QuadraticCost, budget, lower, x0):
     from scipy.optimize import minimize
 
@@ -195,13 +207,7 @@ def solve(
         raise ValueError(f"alpha_min must be in (0, 1], got {alpha_min}")
     if round_to < 1:
         raise ValueError(f"round_to must be a positive integer, got {round_to}")
-    floor = minimum_cost(cost, full, alpha_min, round_to)
-    if budget < floor:
-        raise ValueError(
-            f"budget {budget:.6g} {cost.unit} is infeasible: the smallest achievable "
-            f"{cost.kind} is {floor:.6g} {cost.unit} (alpha_min={alpha_min}, "
-            f"round_to={round_to}); raise the budget or lower --alpha-min"
-        )
+    check_feasible(cost, budget, full, alpha_min, round_to)
     options = [allowed_widths(c, alpha_min, round_to) for c in full]
     lower = _ratios([o[0] for o in options], full)
     x0 = np.ones(len(full))

@@ -174,6 +174,17 @@ def _padding_mode(shape: LayerShape):
     return None
 
 
+_REDUCERS = (tfl.BuiltinOperator.MEAN, tfl.BuiltinOperator.SUM, tfl.BuiltinOperator.REDUCE_MAX,
+             tfl.BuiltinOperator.REDUCE_MIN, tfl.BuiltinOperator.REDUCE_PROD)
+
+
+def _constant(model, tensor) -> np.ndarray:
+    dtype = {tfl.TensorType.INT32: np.int32, tfl.TensorType.INT64: np.int64}.get(tensor.type)
+    if dtype is None:
+        raise ValueError("an op parameter of an unexpected type cannot be followed")
+    return np.frombuffer(np.asarray(model.buffers[tensor.buffer].data, np.uint8).tobytes(), dtype)
+
+
 def read_model(data: bytes):
     """The object tree of a .tflite flatbuffer."""
     try:
@@ -241,6 +252,7 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
                 op.inputs[k] = len(tensors) - 1
             used.add(i)
     todo = iter(channels)
+    axis: dict[int, int] = {}  # tensor -> its channel axis, for tensors whose width changed
 
     def set_shape(i, shape, fill=None):
         t = tensors[i]
@@ -260,6 +272,10 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
             except StopIteration:
                 raise ValueError("the model has more conv/linear ops than layers given") from None
             filt = list(tensors[op.inputs[1]].shape)
+            if tensors[op.inputs[0]].shape[-1] != c_in or axis.get(op.inputs[0], -1) % len(
+                    original[op.inputs[0]]) != len(original[op.inputs[0]]) - 1:
+                raise ValueError(f"a conv/linear op gets {tensors[op.inputs[0]].shape[-1]} input "
+                                 f"channels where its layer has {c_in}: the layers are not this model's")
             if code == tfl.BuiltinOperator.CONV_2D:
                 groups = original[op.inputs[0]][-1] // original[op.inputs[1]][-1]
                 set_shape(op.inputs[1], [c_out, *filt[1:3], c_in // groups])
@@ -270,38 +286,52 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
             if len(op.inputs) > 2 and op.inputs[2] >= 0:
                 set_shape(op.inputs[2], [c_out])
             set_shape(op.outputs[0], original[op.outputs[0]][:-1] + [c_out])
+            axis[op.outputs[0]] = len(original[op.outputs[0]]) - 1
             continue
         data_in = [i for i in ins if i not in constant]
-        channels_in = [tensors[i].shape[-1] if tensors[i].shape else 1 for i in data_in]
-        changed = any(tensors[i].shape != original[i] for i in data_in)
+        changed = [i for i in data_in if tensors[i].shape != original[i]]
         if not changed:
             continue
-        out = op.outputs[0]
+        out, ax = op.outputs[0], axis[changed[0]]
+        c = tensors[changed[0]].shape[ax]
+        rank_in, rank_out = len(original[changed[0]]), len(original[out])
         if code == tfl.BuiltinOperator.CONCATENATION:
-            if original[out][-1] != sum(original[i][-1] for i in data_in):
+            if op.builtinOptions.axis % rank_out != ax:
                 raise ValueError("a concatenation not along channels cannot be resized")
-            set_shape(out, original[out][:-1] + [sum(channels_in)])
-            continue
-        if code == tfl.BuiltinOperator.RESHAPE:
-            old, new = original[data_in[0]], original[out]
-            if [d for d in old[:-1] if d != 1] or [d for d in new[:-1] if d != 1]:
+            c = sum(tensors[i].shape[ax] for i in data_in)
+            out_ax = ax
+        elif code == tfl.BuiltinOperator.TRANSPOSE:
+            out_ax = [int(v) for v in _constant(model, tensors[op.inputs[1]])].index(ax)
+        elif code in _REDUCERS:
+            axes = {int(v) % rank_in for v in _constant(model, tensors[op.inputs[1]]).ravel()}
+            if ax in axes:
+                raise ValueError("a reduction over channels cannot be resized")
+            keep = bool(getattr(op.builtinOptions, "keepDims", False))
+            out_ax = ax if keep else ax - sum(a < ax for a in axes)
+        elif code in (tfl.BuiltinOperator.RESHAPE, tfl.BuiltinOperator.SQUEEZE):
+            others = [d for k, d in enumerate(original[changed[0]]) if k != ax]
+            hits = [k for k, d in enumerate(original[out]) if d == original[changed[0]][ax]]
+            if any(d != 1 for d in others) or len(hits) != 1:
                 raise ValueError("a reshape that moves channels cannot be resized")
-            set_shape(out, new[:-1] + [channels_in[0]])
+            out_ax = hits[0]
+            new_shape = [c if k == out_ax else d for k, d in enumerate(original[out])]
             for i in ins[1:]:  # the target shape, when given as a tensor
                 if i in constant:
-                    set_shape(i, original[i], np.array(new[:-1] + [channels_in[0]], np.int32))
-            if op.builtinOptions is not None and getattr(op.builtinOptions, "newShape", None) is not None:
-                op.builtinOptions.newShape = new[:-1] + [channels_in[0]]
-            continue
-        # Channel-wise ops (pad, add, activations, pooling, spatial mean): the
-        # last axis passes through; per-channel constants shrink with it.
-        if original[out][-1] != original[data_in[0]][-1]:
-            raise ValueError(f"op {code} changes the channel axis and cannot be resized")
-        c = channels_in[0]
-        set_shape(out, original[out][:-1] + [c])
-        for i in ins:
-            if i in constant and original[i] and original[i][-1] == original[out][-1] > 1:
-                set_shape(i, original[i][:-1] + [c])
+                    set_shape(i, original[i], np.array(new_shape, np.int32))
+            if getattr(op.builtinOptions, "newShape", None) is not None:
+                op.builtinOptions.newShape = new_shape
+        else:
+            # Channel-wise ops (pad, add, activations, pooling): the channel
+            # axis passes through; per-channel constants shrink with it.
+            if rank_out != rank_in or original[out][ax] != original[changed[0]][ax]:
+                raise ValueError(f"op {code} changes the channel axis and cannot be resized")
+            out_ax = ax
+            full = original[out][ax]
+            for i in ins:
+                if i in constant and len(original[i]) == rank_out and original[i][ax] == full > 1:
+                    set_shape(i, [c if k == ax else d for k, d in enumerate(original[i])])
+        set_shape(out, [c if k == out_ax else d for k, d in enumerate(original[out])])
+        axis[out] = out_ax
     if next(todo, None) is not None:
         raise ValueError("fewer conv/linear ops in the model than layers given")
     return _pack(model)

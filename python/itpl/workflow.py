@@ -21,14 +21,14 @@ from itpl.graph import ModelGraph, analyze
 from itpl.importance import Importance, compute_importance
 from itpl.models.source import ModelSource, load_weights
 from itpl.plan import GroupPlan, Plan
-from itpl.solve import Allocation, solve
+from itpl.solve import Allocation, check_feasible, solve
 
 
 @dataclass(frozen=True)
 class Budget:
     """A resource budget: an absolute ``value`` or a ``ratio`` of the unpruned cost."""
 
-    kind: str  # "flops" or "params"
+    kind: str  # "flops", "params" or "latency" (ms, from a device profile)
     value: float | None = None
     ratio: float | None = None
 
@@ -60,6 +60,7 @@ class PruneResult:
     allocation: Allocation | None = None
     zero_allocation: Allocation | None = None
     moved: list[int] = field(default_factory=list)  # kept - zero-importance kept, per group
+    profile: object = None  # the device profile of a latency budget
 
     @property
     def channels_moved(self) -> int:
@@ -105,17 +106,18 @@ def prune_model(
     input_shape=None,
     data: torch.Tensor | Callable[[tuple], torch.Tensor] | None = None,
     data_label: str | None = None,
+    profile=None,
     seed: int = 0,
     samples: int = 256,
     debiased: bool = False,
     beta: float | None = None,
     alpha_min: float = 0.1,
-    round_to: int = 8,
+    round_to: int | None = None,
     criterion: str = "l1",
     num_threads: int | None = None,
     progress: bool = False,
 ) -> PruneResult:
-    """Prune a model to a FLOPs or params budget with nHSIC importance.
+    """Prune a model to a FLOPs, params or latency budget with nHSIC importance.
 
     Parameters
     ----------
@@ -133,9 +135,15 @@ def prune_model(
         built); random with a warning when absent.
     data_label : str, optional
         Where ``data`` came from, recorded in the plan.
+    profile : Profile or callable, optional
+        The device profile of a latency budget (:mod:`itpl.profile`), or a
+        function of the model graph that makes one.
+    round_to : int, optional
+        Widths are multiples of this; default the profile's for latency
+        budgets (the device's channel tile), else 8.
     seed, samples : int
         Random calibration data when ``data`` is None.
-    debiased, beta, alpha_min, round_to, criterion, num_threads
+    debiased, beta, alpha_min, criterion, num_threads
         See :func:`itpl.importance.compute_importance`, :func:`itpl.solve.solve`
         and :func:`itpl.prune.select_channels`.
     progress : bool
@@ -148,11 +156,26 @@ def prune_model(
     if callable(data):
         data = data(shape)
     graph = analyze(model, shape)
-    cost = build_cost(graph, budget.kind)
+    if budget.kind == "latency":
+        from itpl.profile import check_profile
+
+        if profile is None:
+            raise ValueError("a latency budget needs a device profile: pass --profile FILE "
+                             "or --device to profile first")
+        if callable(profile):
+            profile = profile(graph)
+        check_profile(profile, graph)
+        cost = profile.cost()
+        round_to = round_to or profile.settings["round_to"]
+    else:
+        cost = build_cost(graph, budget.kind)
+    round_to = round_to or 8
     full_cost = cost.full()
     target = budget.resolve(full_cost)
     if target >= full_cost:
-        return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target)
+        return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
+                           profile=profile)
+    check_feasible(cost, target, graph.widths, alpha_min, round_to)  # before the slow part
     if data is None:
         _warn("no --data: importance from random inputs carries no information about "
               "your model; pass --data with a few hundred real images")
@@ -177,7 +200,9 @@ def prune_model(
     plan = Plan(
         model=source.name, model_kwargs=dict(source.kwargs), input_shape=list(shape),
         budget={"kind": budget.kind, "value": target, "unit": cost.unit,
-                "full": full_cost, "predicted": allocation.cost},
+                "full": full_cost, "predicted": allocation.cost,
+                **({"device": profile.device, "batch": profile.settings["batch"]}
+                   if budget.kind == "latency" else {})},
         settings={"samples": importance.samples, "data": data_label or "tensor",
                   "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
                   "alpha_min": alpha_min, "round_to": round_to, "criterion": criterion,
@@ -188,8 +213,20 @@ def prune_model(
     return PruneResult(
         pruned=True, model=model, graph=graph, cost=cost, budget=target, plan=plan,
         importance=importance, allocation=allocation, zero_allocation=zero,
-        moved=[w - z for w, z in zip(allocation.widths, zero.widths)],
+        moved=[w - z for w, z in zip(allocation.widths, zero.widths)], profile=profile,
     )
+
+
+def measure_latency(model: nn.Module, input_shape, device, *, threads: int = 1,
+                    batch: int = 1) -> float:
+    """Export ``model`` and time it on ``device``: median ms per invocation."""
+    import tempfile
+
+    from itpl.export import export_tflite
+
+    with tempfile.TemporaryDirectory(prefix="itpl-verify-") as tmp:
+        path = export_tflite(model, input_shape, os.path.join(tmp, "model.tflite"), batch=batch).path
+        return device.time_model(path, threads=threads).median_ms
 
 
 def save_result(result: PruneResult, prefix: str) -> tuple[str, str]:
@@ -215,8 +252,9 @@ def summary_lines(result: PruneResult) -> list[str]:
         lines.append(f"{i:>5}  {g.root[-28:]:<28} {g.full:>6} {g.kept:>6} {g.importance:>10.4f} "
                      f"{g.zero_importance_kept:>8} {g.kept - g.zero_importance_kept:>+6}")
     b = plan.budget
-    lines.append(f"{cost.kind}: {format_amount(b['full'])} -> {format_amount(b['predicted'])} "
-                 f"{cost.unit} (budget {format_amount(b['value'])}, "
+    fmt = (lambda v: f"{v:.3f}") if cost.kind == "latency" else format_amount
+    lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
+                 f"{cost.unit} (budget {fmt(b['value'])}, "
                  f"{b['predicted'] / b['full']:.1%} of unpruned)")
     moved = result.channels_moved
     if moved:
