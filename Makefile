@@ -21,8 +21,12 @@ $(STAMP): $(SOURCES)
 demo: install
 	$(PY) -m itpl info
 	$(PY) -m itpl inspect --model mobilenet_v1
-	$(PY) -m itpl prune --model mobilenet_v1 --flops 283M --samples 64 \
-	    -o demo-out/mobilenet_v1-283M --plot demo-out/plots
+	$(PY) -m itpl profile --model mobilenet_v1 -o demo-out/mobilenet_v1-local.profile.json
+	$(PY) -m itpl prune --model mobilenet_v1 --latency-ratio 0.54 --verify --samples 64 \
+	    --profile demo-out/mobilenet_v1-local.profile.json -o demo-out/mobilenet_v1-lat54 \
+	    --plot demo-out/plots
+	$(PY) -m itpl export demo-out/mobilenet_v1-lat54.plan.json -o demo-out/mobilenet_v1-lat54.tflite
+	$(PY) -m itpl bench mobilenet_v1 demo-out/mobilenet_v1-lat54.plan.json --batch 1 4 8
 
 test: install
 	$(PY) -m pytest -q
@@ -33,6 +37,7 @@ test-fast: install
 bench: install
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_prune.py
+	$(PY) bench/bench_latency.py
 
 clean:
 	rm -rf $(VENV) build dist demo-out

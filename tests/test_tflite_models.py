@@ -139,8 +139,14 @@ def test_resize_refuses_a_wrong_layer_list(tmp_path):
     base = export_tflite(model, (3, 32, 32), str(tmp_path / "b.tflite")).path
     with open(base, "rb") as f:
         original = read_model(f.read())
-    n = len(compute_ops(original))
+    graph = analyze(model, (3, 32, 32))
+    ones = np.ones(len(graph.widths))
+    channels = [(round(l.in_dim.at(ones)), round(l.out_dim.at(ones))) for l in graph.layers
+                if l.kind in ("conv", "linear")]
+    resize_model(original, channels)
     with pytest.raises(ValueError, match="more conv/linear ops"):
-        resize_model(original, [(16, 16)] * (n - 1))
+        resize_model(original, channels[:-1])
     with pytest.raises(ValueError, match="fewer conv/linear ops"):
-        resize_model(original, [(16, 16)] * (n + 1))
+        resize_model(original, channels + [(4, 4)])
+    with pytest.raises(ValueError, match="not this model's"):
+        resize_model(original, [(16, 16)] * len(channels))

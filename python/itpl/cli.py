@@ -150,6 +150,8 @@ def _prune_profile(args, budget, prefix):
         return None, device
     if args.profile:
         profile = read_profile(args.profile)
+        if device is None and args.verify:  # verify where the profile was measured
+            device = get_device(profile.device.get("device", "local"))
         check_device(profile, device.facts(profile.device.get("threads")) if device else None,
                      args.latency_threads, where=f"profile '{args.profile}'")
         return profile, device
@@ -183,7 +185,7 @@ def _verify(args, result, device) -> str:
     profile = result.profile
     threads = profile.device["threads"] if profile else args.latency_threads or 1
     batch = profile.settings["batch"] if profile else 1
-    device = device or get_device(profile.device["device"] if profile else "local")
+    device = device or get_device("local")
     measured = measure_latency(result.model, result.graph.input_shape, device, threads=threads,
                                batch=batch)
     b = result.plan.budget
