@@ -160,15 +160,11 @@ def _prune_profile(args, budget, prefix):
                          "(from itpl profile) or --device local to profile first")
 
     def make(graph):
-        from itpl.profile import profile_model, summary_lines, write_profile
+        from itpl.profile import summary_lines
 
         path = f"{prefix}.profile.json"
-        made = profile_model(graph, device, name=args.model, kwargs=dict(args.model_arg),
-                             threads=args.latency_threads or 1, round_to=args.round_to,
-                             alpha_min=args.alpha_min, cache=f"{path}.cache",
-                             progress=_progress(args))
-        write_profile(made, path)
-        os.unlink(f"{path}.cache")
+        made = _profile_to(args, graph, device, path, threads=args.latency_threads or 1,
+                           round_to=args.round_to, alpha_min=args.alpha_min)
         if not args.quiet:
             print("\n".join(summary_lines(made) + [f"wrote {path}"]), file=sys.stderr)
         return made
@@ -199,30 +195,34 @@ def _verify(args, result, device) -> str:
     return line
 
 
+def _profile_to(args, graph, device, path, **options):
+    """Profile ``graph`` on ``device`` into ``path`` (resuming from its cache),
+    warning when the widths are not multiples of the device's channel tile."""
+    from itpl.profile import profile_to_file, tile_warning
+
+    profile = profile_to_file(graph, device, path, name=args.model, kwargs=dict(args.model_arg),
+                              progress=_progress(args), **options)
+    warning = tile_warning(profile)
+    if warning:
+        print(f"itpl: warning: {warning}", file=sys.stderr)
+    return profile
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from itpl.devices import get_device
     from itpl.graph import analyze
-    from itpl.profile import profile_model, summary_lines, write_profile
+    from itpl.profile import summary_lines
     from itpl.workflow import load_model
 
     model, shape = load_model(_source(args), args.weights, args.input_shape)
     graph = analyze(model, shape)
     device = get_device(args.device)
     output = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-{device.name}.profile.json"
-    cache = f"{output}.cache"
-    profile = profile_model(
-        graph, device, name=args.model, kwargs=dict(args.model_arg), threads=args.threads,
-        batch=args.batch, grid=args.grid, round_to=args.round_to, alpha_min=args.alpha_min,
-        calibrate=args.calibrate, validate=args.validate, seed=args.seed, cache=cache,
-        max_seconds=args.max_seconds, progress=_progress(args),
+    profile = _profile_to(
+        args, graph, device, output, threads=args.threads, batch=args.batch, grid=args.grid,
+        round_to=args.round_to, alpha_min=args.alpha_min, calibrate=args.calibrate,
+        validate=args.validate, seed=args.seed, max_seconds=args.max_seconds,
     )
-    tile = profile.settings["channel_tile"]
-    if args.round_to and args.round_to % tile:
-        print(f"itpl: warning: this device computes channels in tiles of {tile}; widths in "
-              f"multiples of {args.round_to} waste time between tiles (try --round-to {tile})",
-              file=sys.stderr)
-    write_profile(profile, output)
-    os.unlink(cache)
     if args.json:
         print(json.dumps({k: v for k, v in profile.to_dict().items() if k != "samples"}, indent=1))
     else:

@@ -33,7 +33,7 @@ from itpl.cost import QuadraticCost, _add_affine, _add_product
 from itpl.devices.base import Device, Timing
 from itpl.graph import Layer, ModelGraph
 from itpl.solve import allowed_widths
-from itpl.tflite_models import LayerShape
+from itpl.tflite_models import LayerShape, compute_ops, micro_model, read_model, resize_model
 
 FORMAT = "itpl.profile/1"
 CACHE_FORMAT = "itpl.profile-cache/1"
@@ -115,6 +115,26 @@ def write_profile(profile: Profile, path: str) -> None:
     with staged_outputs() as stage, open(stage.path(path), "w") as f:
         json.dump(profile.to_dict(), f, indent=1)
         f.write("\n")
+
+
+def profile_to_file(graph: ModelGraph, device: Device, path: str, **options) -> Profile:
+    """:func:`profile_model` with its sample cache at ``PATH.cache``, then the
+    profile written to ``path`` and the cache removed: a rerun after an
+    interruption resumes from the cache, a rerun after success starts afresh."""
+    cache = f"{path}.cache"
+    profile = profile_model(graph, device, cache=cache, **options)
+    write_profile(profile, path)
+    os.unlink(cache)
+    return profile
+
+
+def tile_warning(profile: Profile) -> str | None:
+    """Why the profile's widths waste time, when they are not multiples of the device's tile."""
+    tile, round_to = profile.settings["channel_tile"], profile.settings["round_to"]
+    if round_to % tile:
+        return (f"this device computes channels in tiles of {tile}; widths in multiples of "
+                f"{round_to} waste time between tiles (try --round-to {tile})")
+    return None
 
 
 def fingerprint(graph: ModelGraph) -> str:
@@ -246,7 +266,7 @@ class SampleCache:
     device and batch they belong to; a cache for anything else starts over."""
 
     def __init__(self, path: str | None, header: dict):
-        self.path, self.samples = path, {}
+        self.path, self.samples, self.resumed = path, {}, 0
         if not path:
             return
         header = json.loads(json.dumps(header))  # as it reads back from disk
@@ -266,8 +286,6 @@ class SampleCache:
             for key, timing in self.samples.items():
                 f.write(json.dumps({"key": key, "timing": asdict(timing)}) + "\n")
 
-    resumed = 0
-
     def get(self, key: str) -> Timing | None:
         return self.samples.get(key)
 
@@ -276,10 +294,6 @@ class SampleCache:
         if self.path:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"key": key, "timing": asdict(timing)}) + "\n")
-
-    def remove(self) -> None:
-        if self.path and os.path.exists(self.path):
-            os.unlink(self.path)
 
 
 def _loads(line: str):
@@ -330,20 +344,16 @@ class _WholeModels:
 
     def __init__(self, graph: ModelGraph, batch: int, folder: str):
         from itpl.export import export_tflite
-        from itpl.tflite_models import compute_ops, read_model
 
-        self.graph, self.batch, self.folder = graph, batch, folder
-        self.layers = _compute_layers(graph)
+        self.graph, self.batch = graph, batch
         base = os.path.join(folder, "base.tflite")
         export_tflite(graph.model, graph.input_shape, base, batch=batch)
         with open(base, "rb") as f:
             self.base = read_model(f.read())
-        self.layers = _match_ops(compute_ops(self.base), self.layers)
+        self.layers = _match_ops(compute_ops(self.base), _compute_layers(graph))
         self.resizable = self.layers is not None
 
     def write(self, widths: list[int], path: str) -> None:
-        from itpl.tflite_models import resize_model
-
         alpha = np.asarray(widths, dtype=np.float64) / self.graph.widths
         if self.resizable:
             channels = [(round(l.in_dim.at(alpha)), round(l.out_dim.at(alpha))) for l in self.layers]
@@ -462,7 +472,7 @@ def profile_model(
         shape = layer_shape(graph, layer)
         if shape is None:
             continue
-        rows = batch * (max(1, layer.positions) if layer.kind == "linear" else 1)
+        rows = batch * _rows(layer)
         points = []
         for ci, co in _grid(layer, widths, lows, grid, alpha_min, round_to):
             key = f"{shape.key}/n{rows}/{ci}>{co}"
@@ -600,8 +610,6 @@ def channel_tile(times: dict[str, float], tolerance: float = 0.05) -> int:
 
 
 def _write_micro(path: str, shape: LayerShape, c_in: int, c_out: int, rows: int) -> None:
-    from itpl.tflite_models import micro_model
-
     with open(path, "wb") as f:
         f.write(micro_model(shape, c_in, c_out, batch=rows))
 

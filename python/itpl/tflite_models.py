@@ -77,7 +77,7 @@ class _Writer:
         t.buffer = 0
         if data is not None:
             buf = tfl.BufferT()
-            buf.data = np.ascontiguousarray(data).view(np.uint8).ravel()
+            buf.data = _bytes(data)
             t.buffer = len(self.model.buffers)
             self.model.buffers.append(buf)
         self.graph.tensors.append(t)
@@ -104,6 +104,17 @@ def _pack(model) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _bytes(data: np.ndarray) -> np.ndarray:
+    """A buffer's contents: the array's bytes as uint8."""
+    return np.ascontiguousarray(data).view(np.uint8).ravel()
+
+
+def _op_code(model, op) -> int:
+    code = model.operatorCodes[op.opcodeIndex]
+    # codes below 127 live in the deprecated field of older files
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
 def _weights(rng, shape) -> np.ndarray:
@@ -198,10 +209,10 @@ def read_model(data: bytes):
 
 def compute_ops(model) -> list[tuple[str, list[int]]]:
     """(kind, full weight shape) of every conv, depthwise and linear op, in order."""
-    graph, codes = model.subgraphs[0], model.operatorCodes
+    graph = model.subgraphs[0]
     out = []
     for op in graph.operators:
-        code = max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode)
+        code = _op_code(model, op)
         if code in _COMPUTE:
             out.append((_COMPUTE[code], [int(d) for d in graph.tensors[op.inputs[1]].shape]))
     return out
@@ -227,7 +238,7 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
     import copy
 
     model = copy.deepcopy(model)
-    graph, codes = model.subgraphs[0], model.operatorCodes
+    graph = model.subgraphs[0]
     rng = np.random.default_rng(seed)
     tensors = graph.tensors
     for t in tensors:  # the object API reads shapes as NumPy arrays
@@ -261,10 +272,10 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
             t.shapeSignature = [s if s < 0 else v for s, v in zip(t.shapeSignature, shape)]
         if i in constant:
             data = fill if fill is not None else _weights(rng, shape)
-            model.buffers[t.buffer].data = np.ascontiguousarray(data).view(np.uint8).ravel()
+            model.buffers[t.buffer].data = _bytes(data)
 
     for op in graph.operators:
-        code = max(codes[op.opcodeIndex].builtinCode, codes[op.opcodeIndex].deprecatedBuiltinCode)
+        code = _op_code(model, op)
         ins = [i for i in op.inputs if i >= 0]
         if code in _COMPUTE:
             try:
@@ -272,8 +283,8 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
             except StopIteration:
                 raise ValueError("the model has more conv/linear ops than layers given") from None
             filt = list(tensors[op.inputs[1]].shape)
-            if tensors[op.inputs[0]].shape[-1] != c_in or axis.get(op.inputs[0], -1) % len(
-                    original[op.inputs[0]]) != len(original[op.inputs[0]]) - 1:
+            last = len(original[op.inputs[0]]) - 1  # convs and linear layers take channels last
+            if tensors[op.inputs[0]].shape[-1] != c_in or axis.get(op.inputs[0], last) != last:
                 raise ValueError(f"a conv/linear op gets {tensors[op.inputs[0]].shape[-1]} input "
                                  f"channels where its layer has {c_in}: the layers are not this model's")
             if code == tfl.BuiltinOperator.CONV_2D:

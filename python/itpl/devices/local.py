@@ -47,12 +47,12 @@ class LocalDevice(Device):
         interp = interpreter(path, threads)
         for detail in interp.get_input_details():
             interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        t0 = time.perf_counter()
-        for _ in range(max(1, warmup)):
+        warmup, t0 = max(1, warmup), time.perf_counter()
+        for _ in range(warmup):
             interp.invoke()
         # Rounds last at least 20 ms, so a tiny model's median is not a few
         # microseconds of timer jitter.
-        each = (time.perf_counter() - t0) / max(1, warmup)
+        each = (time.perf_counter() - t0) / warmup
         per_round = max(min_repeats, min(2000, int(0.02 / max(each, 1e-7))))
         samples: list[float] = []
         start, previous = time.perf_counter(), None
