@@ -8,7 +8,7 @@ STAMP := $(VENV)/.itpl-installed
 TORCH := torch==2.13.0
 SOURCES := pyproject.toml CMakeLists.txt $(shell find cpp python -type f 2>/dev/null)
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install adb-client demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -28,7 +28,12 @@ demo: install
 	$(PY) -m itpl export demo-out/mobilenet_v1-lat54.plan.json -o demo-out/mobilenet_v1-lat54.tflite
 	$(PY) -m itpl bench mobilenet_v1 demo-out/mobilenet_v1-lat54.plan.json --batch 1 4 8
 
-test: install
+# Debian's adb client checks the tests' loopback phone (tests/adb_peer.py).
+adb-client:
+	command -v adb >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb; } \
+	    || { echo "make test needs Debian's adb: apt-get install adb (as root)"; exit 1; }
+
+test: install adb-client
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -38,6 +43,7 @@ bench: install
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_prune.py
 	$(PY) bench/bench_latency.py
+	$(PY) bench/bench_adb.py
 
 clean:
 	rm -rf $(VENV) build dist demo-out

@@ -74,24 +74,8 @@ def _flops_budget_for(latency_ms, importance, flops, latency, widths, round_to):
     return lo
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
-    p.add_argument("--ratio", type=float, default=0.54, help="latency budget / unpruned latency")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    args = p.parse_args(argv)
-    device = get_device("local")
-    report = {"device": device.facts(args.threads), "profiles": {}}
-    profiles = {}
-    for name in ("mobilenet_v1", "mobilenet_v2"):
-        profile, seconds = _profile(name, device, args.threads)
-        profiles[name] = profile
-        report["profiles"][name] = {"seconds": seconds, **{k: profile.validation[k] for k in
-                                    ("within_10pct", "within_5pct", "max_rel_error")}}
-
-    name, profile = "mobilenet_v1", profiles["mobilenet_v1"]
+def _compare(name, profile, device, args):
+    """Latency budget vs FLOPs budgets at the same predicted latency, timed together."""
     source, shape = ModelSource(name), (3, 224, 224)
     data = random_calibration(shape, samples=args.samples, seed=0)
     full_pred = profile.cost().full()
@@ -122,7 +106,7 @@ def main(argv=None) -> dict:
                 times[i].append(device.time_model(path, threads=args.threads, max_seconds=2).median_ms)
     measured = [float(np.median(t)) for t in times]
     base = measured[0]
-    print(f"\nMobileNetV1, budget {args.ratio:.0%} of the unpruned latency "
+    print(f"\n{name}, budget {args.ratio:.0%} of the unpruned latency "
           f"({budget:.3f} ms at profiling; {args.threads} thread{'s' if args.threads != 1 else ''}, "
           f"median of {args.rounds} interleaved rounds):")
     print(f"{'model':<24} {'round':>5} {'predicted':>10} {'measured':>9} {'/unpruned':>9} {'MACs':>9}")
@@ -135,8 +119,33 @@ def main(argv=None) -> dict:
     got = measured[1] / base
     print(f"budget met: the latency-budget model runs at {got:.1%} of the unpruned latency, "
           f"budget {args.ratio:.0%}, bar {args.ratio * 1.05:.1%} ({got / args.ratio:.1%} of the budget)")
-    report["budget"] = {"ratio": args.ratio, "measured_ratio": got}
-    report["comparison"] = rows
+    return got, rows
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
+    p.add_argument("--ratio", type=float, default=0.54, help="latency budget / unpruned latency")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--models", nargs="+", default=["mobilenet_v1", "mobilenet_v2"],
+                   choices=["mobilenet_v1", "mobilenet_v2"], help="models to prune and compare")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    device = get_device("local")
+    report = {"device": device.facts(args.threads), "profiles": {}}
+    profiles = {}
+    for name in ("mobilenet_v1", "mobilenet_v2"):
+        profile, seconds = _profile(name, device, args.threads)
+        profiles[name] = profile
+        report["profiles"][name] = {"seconds": seconds, **{k: profile.validation[k] for k in
+                                    ("within_10pct", "within_5pct", "max_rel_error")}}
+
+    report["budget"], report["comparison"] = {}, {}
+    for name in args.models:
+        got, rows = _compare(name, profiles[name], device, args)
+        report["budget"][name] = {"ratio": args.ratio, "measured_ratio": got}
+        report["comparison"][name] = rows
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -138,12 +138,18 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _device(args, spec: str, cpu_mask: str | None = None):
+    from itpl.devices import get_device
+
+    return get_device(spec, benchmark_binary=args.benchmark_binary,
+                      cpu_mask=args.cpu_mask or cpu_mask)
+
+
 def _prune_profile(args, budget, prefix):
     """(profile or a function making one, device) for itpl prune's latency options."""
-    from itpl.devices import get_device
     from itpl.profile import check_device, read_profile
 
-    device = get_device(args.device) if args.device else None
+    device = _device(args, args.device) if args.device else None
     if budget.kind != "latency":
         if args.profile:
             raise ValueError("--profile goes with --latency-ms or --latency-ratio")
@@ -151,7 +157,8 @@ def _prune_profile(args, budget, prefix):
     if args.profile:
         profile = read_profile(args.profile)
         if device is None and args.verify:  # verify where the profile was measured
-            device = get_device(profile.device.get("device", "local"))
+            where = profile.device.get("connection") or profile.device.get("device", "local")
+            device = _device(args, where, profile.device.get("cpu_mask"))
         check_device(profile, device.facts(profile.device.get("threads")) if device else None,
                      args.latency_threads, where=f"profile '{args.profile}'")
         return profile, device
@@ -175,13 +182,12 @@ def _prune_profile(args, budget, prefix):
 def _verify(args, result, device) -> str:
     """Export the pruned model, time it on the device and record it in the plan;
     returns the report line."""
-    from itpl.devices import get_device
     from itpl.workflow import measure_latency
 
     profile = result.profile
     threads = profile.device["threads"] if profile else args.latency_threads or 1
     batch = profile.settings["batch"] if profile else 1
-    device = device or get_device("local")
+    device = device or _device(args, "local")
     measured = measure_latency(result.model, result.graph.input_shape, device, threads=threads,
                                batch=batch)
     b = result.plan.budget
@@ -209,14 +215,13 @@ def _profile_to(args, graph, device, path, **options):
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from itpl.devices import get_device
     from itpl.graph import analyze
     from itpl.profile import summary_lines
     from itpl.workflow import load_model
 
     model, shape = load_model(_source(args), args.weights, args.input_shape)
     graph = analyze(model, shape)
-    device = get_device(args.device)
+    device = _device(args, args.device)
     output = args.output or f"{args.model.replace(':', '_').replace('.', '_')}-{device.name}.profile.json"
     profile = _profile_to(
         args, graph, device, output, threads=args.threads, batch=args.batch, grid=args.grid,
@@ -305,7 +310,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
     from itpl import bench
-    from itpl.devices import get_device
     from itpl.export import export_tflite
     from itpl.workflow import load_any
 
@@ -320,7 +324,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_ERROR if flagged else EXIT_OK
     if not args.models:
         raise ValueError("give models to time (.tflite files, built-in names or plans), or --compare")
-    device = get_device(args.device)
+    device = _device(args, args.device)
     with tempfile.TemporaryDirectory(prefix="itpl-bench-") as tmp:
         models = []
         for i, spec in enumerate(args.models):
@@ -342,6 +346,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         with staged_outputs() as stage, open(stage.path(args.json), "w") as f:
             json.dump(result, f, indent=1)
     return EXIT_OK
+
+
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark-binary", metavar="FILE",
+                        help="phones: push this benchmark_model build (default: the one in "
+                             "/data/local/tmp on the phone)")
+    parser.add_argument("--cpu-mask", metavar="HEX",
+                        help="phones: pin benchmark_model to these cores with taskset, e.g. f0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latency budget as a ratio of the unpruned model's, e.g. 0.54")
     prune.add_argument("--profile", help="device profile for a latency budget (from itpl profile)")
     prune.add_argument("--device", help="with a latency budget and no --profile: profile this "
-                                        "device first (e.g. local); with --verify: where to time")
+                                        "device first (local, adb:HOST:PORT, adb-usb); with "
+                                        "--verify: where to time (default: the profile's device)")
+    _add_device_args(prune)
     prune.add_argument("--latency-threads", type=_positive, metavar="N",
                        help="interpreter threads the latency is for (default: the profile's, or 1)")
     prune.add_argument("--verify", action="store_true",
@@ -403,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Per-layer micro-models on a width grid, a bilinear fit per "
                                       "layer, whole-model calibration and validation.")
     _add_model_args(prof)
-    prof.add_argument("--device", default="local", help="where to time (default local)")
+    prof.add_argument("--device", default="local",
+                      help="where to time: local (default), adb:HOST:PORT or adb-usb[:SERIAL]")
+    _add_device_args(prof)
     prof.add_argument("-o", "--output", help="profile file (default MODEL-DEVICE.profile.json)")
     prof.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
     prof.add_argument("--batch", type=_positive, default=1, help="batch size (default 1)")
@@ -450,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=_positive, nargs="+", default=[1, 4, 8],
                        help="batch sizes for models exported on the fly (default 1 4 8)")
     bench.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
-    bench.add_argument("--device", default="local", help="where to time (default local)")
+    bench.add_argument("--device", default="local",
+                       help="where to time: local (default), adb:HOST:PORT or adb-usb[:SERIAL]")
+    _add_device_args(bench)
     bench.add_argument("--max-seconds", type=float, default=10.0,
                        help="time cap per model and batch (default 10)")
     bench.add_argument("--json", help="write results with device facts to this file")

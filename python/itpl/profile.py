@@ -38,7 +38,8 @@ from itpl.tflite_models import LayerShape, compute_ops, micro_model, read_model,
 FORMAT = "itpl.profile/1"
 CACHE_FORMAT = "itpl.profile-cache/1"
 # Facts that identify a device; a profile from another device is refused.
-IDENTITY = ("device", "cpu", "cores", "abi", "runtime", "model", "android", "binary", "cpu_mask")
+IDENTITY = ("device", "cpu", "cores", "abi", "runtime", "manufacturer", "model", "android",
+            "binary", "cpu_mask", "threads")
 
 
 @dataclass
@@ -458,8 +459,9 @@ def profile_model(
     widths = graph.widths
     facts = device.facts(threads)
     fp = fingerprint(graph)
-    store = SampleCache(cache, {"cache": CACHE_FORMAT, "fingerprint": fp, "device": facts,
-                                "batch": batch})
+    # Identity facts only: a phone's wireless-debugging port may change between runs.
+    store = SampleCache(cache, {"cache": CACHE_FORMAT, "fingerprint": fp,
+                                "device": {k: facts.get(k) for k in IDENTITY}, "batch": batch})
     probes = _probe_jobs(batch)
     _measure(probes, store, device, graph, threads, batch, max_seconds, progress, "channel tile")
     tile = channel_tile({k: store.get(k).median_ms for k, _ in probes})

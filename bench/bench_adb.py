@@ -1,0 +1,139 @@
+"""The ADB device against the local one: same commands, same CPU, agreement.
+
+The loopback phone of tests/adb_peer.py runs the stand-in benchmark_model
+(tests/adb_benchmark_model.py), which times with LiteRT on this CPU, so
+``--device adb:...`` and ``--device local`` measure the same hardware through
+different paths: the ADB protocol, a pushed model, a separate process, and
+benchmark_model's average instead of itpl's median. Issue 6's bar is that the
+results agree within measurement noise. This prints, for one model:
+
+1. ``itpl profile`` on both: time taken, validation, and each profile's
+   prediction of the same random width configurations (ratio adb / local);
+2. ``itpl prune --latency-ratio R --verify`` with each profile: widths chosen,
+   predicted and measured latency;
+3. ``itpl bench --batch 1 4 8`` of the unpruned and pruned models on both, in
+   interleaved rounds (ratio adb / local per model and batch).
+
+    python bench/bench_adb.py [--model mobilenet_v1] [--threads 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from itpl.bench import bench_models  # noqa: E402
+from itpl.data import random_calibration  # noqa: E402
+from itpl.devices.adb import AdbDevice  # noqa: E402
+from itpl.devices.local import LocalDevice  # noqa: E402
+from itpl.export import export_tflite  # noqa: E402
+from itpl.graph import analyze  # noqa: E402
+from itpl.models.source import ModelSource  # noqa: E402
+from itpl.profile import profile_model  # noqa: E402
+from itpl.workflow import Budget, prune_model  # noqa: E402
+from tests.adb_peer import LoopbackPhone  # noqa: E402
+
+STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                        "adb_benchmark_model.py")
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="mobilenet_v1")
+    p.add_argument("--input-shape", default="3,224,224")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ratio", type=float, default=0.54, help="latency budget / unpruned")
+    p.add_argument("--max-seconds", type=float, default=0.3, help="time cap per profile sample")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved bench rounds")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    report = {"model": args.model, "threads": args.threads}
+    with tempfile.TemporaryDirectory(prefix="itpl-adb-bench-") as tmp, \
+            LoopbackPhone(os.path.join(tmp, "phone")) as phone:
+        devices = {"local": LocalDevice(),
+                   "adb": AdbDevice(phone.spec, benchmark_binary=STAND_IN,
+                                    key_path=os.path.join(tmp, "adbkey"))}
+        torch.manual_seed(0)
+        model = ModelSource(args.model).build().eval()
+        graph = analyze(model, shape)
+
+        # 1. profiles
+        profiles = {}
+        for name, device in devices.items():
+            start = time.perf_counter()
+            profiles[name] = profile_model(graph, device, name=args.model, threads=args.threads,
+                                           max_seconds=args.max_seconds)
+            v = profiles[name].validation
+            report[f"profile_{name}"] = {"seconds": time.perf_counter() - start,
+                                         "within_10pct": v["within_10pct"],
+                                         "within_5pct": v["within_5pct"],
+                                         "unpruned_ms": profiles[name].calibration["measured_ms"][0]}
+            print(f"{name:>5}: profiled in {report[f'profile_{name}']['seconds']:.0f} s; unpruned "
+                  f"{report[f'profile_{name}']['unpruned_ms']:.3f} ms; validation "
+                  f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5%")
+        rng = np.random.default_rng(1)
+        alphas = rng.uniform(0.1, 1.0, (50, len(graph.widths)))
+        ratio = [profiles["adb"].cost()(a) / profiles["local"].cost()(a) for a in alphas]
+        report["prediction_ratio"] = {"median": float(np.median(ratio)), "min": float(min(ratio)),
+                                      "max": float(max(ratio))}
+        print(f"prediction adb / local over 50 random configurations: median "
+              f"{np.median(ratio):.3f} (range {min(ratio):.3f} to {max(ratio):.3f})")
+
+        # 2. prune to the same latency ratio with each profile, verify on its device
+        data = random_calibration(shape, samples=64, seed=0)
+        pruned = {}
+        for name, device in devices.items():
+            torch.manual_seed(0)
+            budget = args.ratio * profiles[name].calibration["measured_ms"][0]
+            r = prune_model(ModelSource(args.model), Budget("latency", value=budget), data=data,
+                            profile=profiles[name])
+            pruned[name] = r
+            report[f"prune_{name}"] = {"widths": r.allocation.widths, "budget_ms": budget,
+                                       "predicted_ms": r.allocation.cost}
+        same = pruned["adb"].allocation.widths == pruned["local"].allocation.widths
+        diff = np.abs(np.array(pruned["adb"].allocation.widths)
+                      - np.array(pruned["local"].allocation.widths)).sum()
+        report["same_widths"] = same
+        print(f"pruned to {args.ratio:.0%}: widths {'identical' if same else 'differ'} "
+              f"(total |difference| {diff} channels of {sum(graph.widths)})")
+
+        # 3. bench both models on both devices, interleaved
+        files = {}
+        for label, m in (("unpruned", model), ("pruned (local profile)", pruned["local"].model)):
+            for b in (1, 4, 8):
+                files[(label, b)] = export_tflite(
+                    m, shape, os.path.join(tmp, f"{len(files)}.tflite"), batch=b).path
+        times = {(name, key): [] for name in devices for key in files}
+        for _ in range(args.rounds):
+            for name, device in devices.items():
+                result = bench_models([(label, {b: files[(label, b)] for b in (1, 4, 8)})
+                                       for label in ("unpruned", "pruned (local profile)")],
+                                      device, threads=args.threads, max_seconds=2.0)
+                for row in result["results"]:
+                    times[(name, (row["model"], row["batch"]))].append(row["median_ms"])
+        rows = []
+        print(f"\n{'model':<24} {'batch':>5} {'local':>9} {'adb':>9} {'adb/local':>9}")
+        for key in files:
+            lo, ad = (float(np.median(times[(n, key)])) for n in ("local", "adb"))
+            rows.append({"model": key[0], "batch": key[1], "local_ms": lo, "adb_ms": ad,
+                         "ratio": ad / lo})
+            print(f"{key[0]:<24} {key[1]:>5} {lo:>7.3f}ms {ad:>7.3f}ms {ad / lo:>9.3f}")
+        report["bench"] = rows
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

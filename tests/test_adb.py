@@ -1,0 +1,313 @@
+"""Phones over ADB, against the loopback phone of tests/adb_peer.py: the peer
+itself checked with Debian's adb client, then itpl's adb device (connection,
+key, facts, timing with the stand-in benchmark_model), its failure cases, and
+itpl profile / bench / prune --verify end to end."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from itpl.cli import main
+from itpl.devices import get_device
+from itpl.devices.adb import BINARY_HELP, AdbDevice, DeviceError, parse_spec
+from itpl.devices.benchmark_output import parse_benchmark_output
+from itpl.graph import analyze
+from itpl.profile import profile_model, read_profile
+from itpl.tflite_models import LayerShape, micro_model
+from tests.adb_peer import LoopbackPhone
+from tests.small_models import ResidualNet
+
+STAND_IN = os.path.join(os.path.dirname(__file__), "adb_benchmark_model.py")
+FAST = dict(grid=2, calibrate=5, validate=3, max_seconds=0.05, round_to=8)
+
+
+# --- benchmark_model output --------------------------------------------------
+
+# The summary layouts of released versions, as their benchmark_model.cc writes them.
+V2_13_ANDROID = """\
+INFO: STARTING!
+INFO: Log parameter values verbosely: [0]
+INFO: Num threads: [4]
+INFO: Graph: [/data/local/tmp/mobilenet_v1.tflite]
+INFO: Loaded model /data/local/tmp/mobilenet_v1.tflite
+INFO: The input model file size (MB): 16.9008
+INFO: Initialized session in 3.464ms.
+INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+INFO: count=24 first=29426 curr=20551 min=20164 max=29426 avg=21219.6 std=1881
+
+INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+INFO: count=50 first=20580 curr=20513 min=20144 max=21374 avg=20525.6 std=240
+
+INFO: Inference timings in us: Init: 3464, First inference: 29426, Warmup (avg): 21219.6, Inference (avg): 20525.6
+INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
+INFO: Memory footprint delta from the start of the tool (MB): init=2.5625 overall=2.98828
+"""
+V2_4_LOGCAT = """\
+11-21 10:00:01.123  4242  4242 I tflite  : Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+11-21 10:00:02.456  4242  4242 I tflite  : count=61 first=1.2e+06 curr=1234567 min=1200000 max=1300000 avg=1.23457e+06 std=2000
+11-21 10:00:02.457  4242  4242 I tflite  : Inference timings in us: Init: 51234, First inference: 1300000, Warmup (avg): 1.25e+06, Inference (avg): 1.23457e+06
+"""
+V1_15 = """\
+Running benchmark for at least 50 iterations and at least 1 seconds
+count=50 first=13500 curr=12800 min=12700 max=13500 avg=12960.9 std=150
+
+Average inference timings in us: Warmup: 14282.5, Init: 3854, Inference: 12960.9
+"""
+V1_13 = """\
+Running benchmark for at least 50 iterations
+count=50 curr=66000(all same)
+Average inference timings in us: Warmup: 82116, Init: 3865, no stats: 66417.5
+"""
+
+
+@pytest.mark.parametrize("text,avg,count,lo,hi", [
+    (V2_13_ANDROID, 20525.6, 50, 20144, 21374),
+    (V2_4_LOGCAT, 1.23457e6, 61, 1.2e6, 1.3e6),
+    (V1_15, 12960.9, 50, 12700, 13500),
+    (V1_13, 66417.5, 50, 66000, 66000),
+])
+def test_benchmark_output_layouts(text, avg, count, lo, hi):
+    r = parse_benchmark_output(text)
+    assert r.avg_us == avg and r.median_us == avg  # these releases print no median
+    assert (r.count, r.min_us, r.max_us) == (count, lo, hi)  # the timed phase, not the warm-up
+
+
+def test_benchmark_output_median_and_failures():
+    with_median = V2_13_ANDROID.replace("std=240", "std=240 p5=20150 median=20500 p95=21000")
+    assert parse_benchmark_output(with_median).median_us == 20500
+    with pytest.raises(ValueError, match="File /x.tflite does not exist"):
+        parse_benchmark_output("INFO: STARTING!\nERROR: File /x.tflite does not exist.\n")
+    with pytest.raises(ValueError, match="no output"):
+        parse_benchmark_output("")
+
+
+def test_device_specs():
+    assert parse_spec("adb:192.168.1.20:5555") == ("tcp", "192.168.1.20", 5555)
+    assert parse_spec("adb:phone.local") == ("tcp", "phone.local", 5555)
+    assert parse_spec("adb-usb") == ("usb", "", None)
+    assert parse_spec("adb-usb:HT7A1B") == ("usb", "HT7A1B", None)
+    for bad in ("adb:", "adb:host:port", "adb:host:70000", "phone"):
+        with pytest.raises(ValueError):
+            parse_spec(bad)
+    with pytest.raises(ValueError, match="for phones"):
+        get_device("local", cpu_mask="f0")
+    with pytest.raises(ValueError, match="hex mask"):
+        AdbDevice("adb:127.0.0.1:1", cpu_mask="xyz")
+
+
+# --- the loopback phone, checked with Debian's adb client --------------------
+
+@pytest.fixture
+def phone(tmp_path):
+    with LoopbackPhone(tmp_path / "phone") as p:
+        yield p
+
+
+def _device(phone, tmp_path, **kw):
+    kw.setdefault("benchmark_binary", STAND_IN)
+    return AdbDevice(phone.spec, key_path=str(tmp_path / "keys" / "adbkey"), **kw)
+
+
+@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb (make test installs it)")
+def test_debian_adb_client_accepts_the_loopback_phone(phone, tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))  # the adb server keeps its key in HOME
+    server = ["adb", "-P", str(phone.port + 1 if phone.port < 65535 else 5099)]
+
+    def adb(*args, check=True):
+        r = subprocess.run(server + list(args), env=env, capture_output=True, text=True, timeout=60)
+        assert not check or r.returncode == 0, r.stdout + r.stderr
+        return r.stdout + r.stderr
+
+    serial = f"127.0.0.1:{phone.port}"
+    try:
+        # A first connection offers the server's new key for the user to allow:
+        # adb reports "failed to authenticate" until the phone has answered.
+        first = adb("connect", serial)
+        assert "connected to" in first or "failed to authenticate" in first, first
+        adb("-s", serial, "wait-for-device")
+        assert f"{serial}\tdevice" in adb("devices")
+        assert adb("-s", serial, "shell", "getprop ro.product.model").strip() == "Pixel 2"
+        assert adb("-s", serial, "shell", "echo a; echo b >&2").split() == ["a", "b"]
+        blob = np.random.default_rng(0).bytes(300_000)  # several DATA chunks
+        (tmp_path / "blob").write_bytes(blob)
+        adb("-s", serial, "push", str(tmp_path / "blob"), "/data/local/tmp/blob")
+        assert phone.device_path("/data/local/tmp/blob").read_bytes() == blob
+        adb("-s", serial, "pull", "/data/local/tmp/blob", str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == blob
+        assert "blob" in adb("-s", serial, "shell", "ls /data/local/tmp")
+        assert phone.offered_keys == 1 and len(phone.keys) == 1  # the server's key, allowed once
+    finally:
+        adb("kill-server", check=False)
+
+
+# --- itpl's adb device --------------------------------------------------------
+
+def test_key_is_created_then_trusted_and_facts_read(phone, tmp_path):
+    device = _device(phone, tmp_path)
+    out, rc = device.shell("echo hello; exit 3")
+    assert (out, rc) == ("hello\n", 3)
+    assert os.path.exists(tmp_path / "keys" / "adbkey") and os.path.exists(tmp_path / "keys" / "adbkey.pub")
+    device.close()
+    device = _device(phone, tmp_path)
+    assert device.shell("true")[1] == 0
+    assert phone.offered_keys == 1  # the second connection signed the token with the known key
+    facts = device.facts(2)
+    assert (facts["manufacturer"], facts["model"], facts["android"], facts["abi"]) == \
+        ("Google", "Pixel 2", "11", "arm64-v8a")
+    assert facts["threads"] == 2 and facts["cores"] == os.cpu_count()
+    with open(STAND_IN, "rb") as f:
+        import hashlib
+
+        assert facts["binary"] == f"benchmark_model sha256:{hashlib.sha256(f.read()).hexdigest()[:16]}"
+    assert phone.device_path("/data/local/tmp/itpl_benchmark_model").stat().st_mode & 0o111
+
+
+def test_time_model_pushes_runs_and_removes(phone, tmp_path):
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(micro_model(LayerShape("conv", (14, 14), activation="relu"), 32, 32))
+    device = _device(phone, tmp_path, cpu_mask="0x1")
+    t = device.time_model(str(path), threads=1, min_repeats=30, max_seconds=0.1)
+    assert t.repeats >= 30 and 0 < t.min_ms <= t.median_ms <= t.max_ms
+    run = next(c for c in phone.commands if "--graph=" in c)
+    assert run.startswith("(taskset 1 /data/local/tmp/itpl_benchmark_model --graph=/data/local/tmp/")
+    assert "--num_threads=1" in run and "--num_runs=30" in run
+    assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
+
+
+def test_no_device_listening(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed
+    device = AdbDevice(f"adb:127.0.0.1:{port}", key_path=str(tmp_path / "adbkey"), retries=0)
+    with pytest.raises(DeviceError, match="cannot connect to adb:127.0.0.1"):
+        device.shell("true")
+
+
+def test_unauthorized_key_explains_the_prompt(tmp_path):
+    with LoopbackPhone(tmp_path / "phone", accept_new_keys=False) as phone:
+        device = _device(phone, tmp_path, auth_timeout_s=1, retries=0)
+        with pytest.raises(DeviceError, match="tap 'Allow'"):
+            device.shell("true")
+        assert phone.offered_keys == 1 and not phone.commands
+
+
+def test_missing_benchmark_model_says_where_to_get_it(phone, tmp_path):
+    device = _device(phone, tmp_path, benchmark_binary=None)
+    with pytest.raises(DeviceError, match="no benchmark_model") as info:
+        device.facts(1)
+    assert BINARY_HELP in str(info.value)
+    # pushed by hand to the default place, it is found
+    target = phone.device_path("/data/local/tmp/benchmark_model")
+    shutil.copy(STAND_IN, target)
+    target.chmod(0o755)
+    assert _device(phone, tmp_path, benchmark_binary=None).facts(1)["binary"].startswith("benchmark_model sha256:")
+
+
+def test_unparsable_output_is_an_error(phone, tmp_path):
+    fake = tmp_path / "broken_benchmark"
+    fake.write_text("#!/bin/sh\necho 'Segmentation fault'\nexit 139\n")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(micro_model(LayerShape("linear", None), 8, 8))
+    device = _device(phone, tmp_path, benchmark_binary=str(fake))
+    with pytest.raises(DeviceError, match=r"exit status 139.*Segmentation fault"):
+        device.time_model(str(path), threads=1, max_seconds=0.05)
+
+
+def test_a_transient_drop_is_retried(phone, tmp_path):
+    device = _device(phone, tmp_path)
+    device.facts(1)
+    phone.drop_after(1, stay_down=False)
+    assert device.shell("echo again") == ("again\n", 0)
+    assert phone.drops == 1
+
+
+def _cache_keys(path):
+    with open(path) as f:
+        return [json.loads(line)["key"] for line in f.read().splitlines()[1:]]
+
+
+@pytest.mark.slow
+def test_dropped_connection_mid_profile_resumes(phone, tmp_path):
+    graph = analyze(ResidualNet(), ResidualNet.input_shape)
+    cache = str(tmp_path / "p.cache")
+    device = _device(phone, tmp_path, retries=1)
+    phone.drop_after(30)  # facts, then about a dozen samples
+    with pytest.raises(DeviceError, match="lost the connection.*run the same command again"):
+        profile_model(graph, device, name="residual", cache=cache, **FAST)
+    first = _cache_keys(cache)
+    assert 5 < len(first) < 30
+    phone.restore()
+    device, before = _device(phone, tmp_path), len(phone.commands)
+    profile = profile_model(graph, device, name="residual", cache=cache, **FAST)
+    keys = _cache_keys(cache)
+    assert keys[:len(first)] == first and len(keys) == len(set(keys))  # none lost or twice
+    assert profile.resumed == len(first)
+    runs = [c for c in phone.commands[before:] if "--graph=" in c]
+    assert len(runs) == len(keys) - len(first)  # the second run timed only what was missing
+    assert profile.device["model"] == "Pixel 2" and profile.validation["measured_ms"]
+
+
+# --- the CLI end to end --------------------------------------------------------
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.slow
+def test_profile_bench_and_verify_on_the_phone(phone, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the adb key is made in ~/.android
+    profile = str(tmp_path / "phone.profile.json")
+    common = ["--device", phone.spec, "--benchmark-binary", STAND_IN]
+    code, out, err = _run(capsys, "profile", "--model", "tests.small_models:residual_net", "-o",
+                          profile, "--grid", "2", "--calibrate", "5", "--validate", "3",
+                          "--max-seconds", "0.05", "--round-to", "8", "-q", *common)
+    assert code == 0, err
+    assert os.path.exists(tmp_path / ".android" / "adbkey")
+    p = read_profile(profile)
+    assert p.device["device"] == "adb" and p.device["model"] == "Pixel 2"
+    assert p.device["connection"] == phone.spec and "Pixel 2" in out
+
+    # prune to a latency budget and verify where the profile was measured
+    prefix = str(tmp_path / "lat")
+    code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
+                          "--latency-ratio", "0.6", "--profile", profile, "--verify",
+                          "--samples", "16", "-o", prefix, "-q")
+    assert code == 0, err
+    plan = json.load(open(prefix + ".plan.json"))
+    assert plan["budget"]["measured_on"]["model"] == "Pixel 2"
+    assert f"verified on {phone.spec.replace(':', '-')}" in out
+
+    # the profile is refused for the local CPU
+    code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
+                          "--latency-ratio", "0.6", "--profile", profile, "--device", "local",
+                          "--verify", "--samples", "8", "-o", str(tmp_path / "x"), "-q")
+    assert code == 1 and "another device" in err
+
+    # bench batch 1/4/8 of the unpruned and pruned models
+    results = str(tmp_path / "bench.json")
+    code, out, err = _run(capsys, "bench", "tests.small_models:residual_net", prefix + ".plan.json",
+                          "--batch", "1", "4", "8", "--max-seconds", "0.1", "--json", results,
+                          *common)
+    assert code == 0, err
+    data = json.load(open(results))
+    assert data["device"]["model"] == "Pixel 2"
+    assert {(r["model"], r["batch"]) for r in data["results"]} >= {
+        ("tests.small_models:residual_net", 1), ("tests.small_models:residual_net", 8)}
+    assert len([c for c in phone.commands if "--graph=" in c]) >= 6
+
+
+def test_cli_error_for_an_absent_phone(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "m.tflite"
+    path.write_bytes(micro_model(LayerShape("linear", None), 8, 8))
+    code, out, err = _run(capsys, "bench", "--device", "adb:127.0.0.1:1", str(path))
+    assert code == 1 and err.startswith("itpl: error: cannot connect to adb:127.0.0.1:1"), err
+    assert len(err.strip().splitlines()) == 1
