@@ -178,6 +178,15 @@ def test_time_model_pushes_runs_and_removes(phone, tmp_path):
     assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
 
 
+def test_usb_without_the_usb_extra(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("usb1") is not None:
+        pytest.skip("libusb1 is installed here")
+    with pytest.raises(DeviceError, match=r"pip install 'itpl\[usb\]'"):
+        AdbDevice("adb-usb", key_path=str(tmp_path / "adbkey")).shell("true")
+
+
 def test_no_device_listening(tmp_path):
     import socket
 
@@ -275,14 +284,16 @@ def test_profile_bench_and_verify_on_the_phone(phone, tmp_path, capsys, monkeypa
     assert p.device["device"] == "adb" and p.device["model"] == "Pixel 2"
     assert p.device["connection"] == phone.spec and "Pixel 2" in out
 
-    # prune to a latency budget and verify where the profile was measured
+    # prune to a latency budget in ms and verify where the profile was measured
     prefix = str(tmp_path / "lat")
+    budget = 0.7 * p.calibration["measured_ms"][0]
     code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
-                          "--latency-ratio", "0.6", "--profile", profile, "--verify",
+                          "--latency-ms", f"{budget:.6f}", "--profile", profile, "--verify",
                           "--samples", "16", "-o", prefix, "-q")
     assert code == 0, err
     plan = json.load(open(prefix + ".plan.json"))
     assert plan["budget"]["measured_on"]["model"] == "Pixel 2"
+    assert plan["budget"]["refined"]["steps"]  # candidates were timed on the phone
     assert f"verified on {phone.spec.replace(':', '-')}" in out
 
     # the profile is refused for the local CPU

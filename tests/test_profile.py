@@ -166,11 +166,28 @@ def test_prune_to_a_latency_budget_and_verify(profile_file, tmp_path, capsys):
     plan = json.load(open(prefix + ".plan.json"))
     b = plan["budget"]
     assert b["kind"] == "latency" and b["unit"] == "ms"
-    assert b["predicted"] <= b["value"] == pytest.approx(0.6 * b["full"])
     assert b["measured_ms"] > 0 and b["device"]["threads"] == 1
     assert plan["settings"]["round_to"] == 8  # the profile's
     assert all(g["kept"] % 8 == 0 for g in plan["groups"])
     assert "verified on local" in out and "predicted" in out
+    # --verify brings the device, so candidates were timed: the ratio is of the
+    # unpruned model measured now, and the kept candidate is the slowest under it
+    r = b["refined"]
+    assert b["value"] == pytest.approx(0.6 * r["unpruned_ms"])
+    assert 1 <= len(r["steps"]) <= 4 and "candidates on the device" in out
+    kept = [s["measured_ms"] for s in r["steps"] if s["predicted"] == b["predicted"]]
+    timed = [s["measured_ms"] for s in r["steps"]]
+    under = [m for m in timed if m <= b["value"]]
+    assert r["met"] == bool(under)
+    assert (max(under) if under else min(timed)) in kept
+    assert r["steps"][0]["goal"] == pytest.approx(0.6 * b["full"])
+
+    code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
+                          "--latency-ratio", "0.6", "--profile", profile_file, "--verify",
+                          "--no-refine", "--samples", "16", "-o", prefix + "-open", "-q")
+    assert code == 0, err
+    b = json.load(open(prefix + "-open.plan.json"))["budget"]
+    assert "refined" not in b and b["predicted"] <= b["value"] == pytest.approx(0.6 * b["full"])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -194,3 +211,29 @@ def test_latency_budget_without_a_profile(tmp_path, capsys):
     code, _, err = _run(capsys, "prune", "--model", "resnet20", "--latency-ms", "1", "-q",
                         "-o", str(tmp_path / "x"))
     assert code == 1 and "--profile FILE" in err
+
+
+class _SlowerDevice(LocalDevice):
+    """The local CPU, reading 30% slower: a device that drifted since profiling."""
+
+    def time_model(self, path, **kw):
+        t = super().time_model(path, **kw)
+        return type(t)(1.3 * t.median_ms, 1.3 * t.min_ms, 1.3 * t.max_ms, t.repeats)
+
+
+def test_refinement_corrects_a_biased_profile(profile_file):
+    from itpl.models.source import ModelSource
+    from itpl.workflow import Budget, prune_model
+
+    profile = read_profile(profile_file)
+    source = ModelSource("tests.small_models:residual_net")
+    kw = dict(profile=profile, samples=16, budget=Budget("latency", value=0.6 * profile.cost().full()))
+    open_loop = prune_model(source, **kw)
+    closed = prune_model(source, device=_SlowerDevice(), **kw)
+    r = closed.plan.budget["refined"]
+    assert len(r["steps"]) >= 2 and r["unpruned_ms"] is None  # an absolute budget
+    assert r["steps"][0]["goal"] == pytest.approx(kw["budget"].value)
+    assert r["steps"][0]["predicted"] == pytest.approx(open_loop.allocation.cost)
+    # the 30% slower readings push the goal down to a smaller model than the open loop's
+    assert closed.allocation.cost < open_loop.allocation.cost
+    assert r["steps"][1]["goal"] < r["steps"][0]["goal"]

@@ -117,6 +117,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         data_label=label, profile=profile, seed=args.seed, samples=args.samples,
         debiased=args.debiased, beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
         criterion=args.criterion, num_threads=args.threads, progress=_progress(args),
+        device=None if args.no_refine else device,
     )
     if not result.pruned:
         unpruned = result.cost.full()
@@ -387,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interpreter threads the latency is for (default: the profile's, or 1)")
     prune.add_argument("--verify", action="store_true",
                        help="export the pruned model and time it on the device (predicted vs measured)")
+    prune.add_argument("--no-refine", action="store_true",
+                       help="latency budgets with a device (--device, or --verify): trust the "
+                            "profile's prediction instead of timing the solver's candidates on "
+                            "the device and correcting until the measured latency meets the budget")
     prune.add_argument("--data", help="calibration images: an image folder, or a .npy/.pt tensor file "
                                       "(random inputs with a warning when absent)")
     prune.add_argument("--samples", type=_positive, default=256, help="calibration samples (default 256)")

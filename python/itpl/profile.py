@@ -339,7 +339,7 @@ def _match_ops(ops: list[tuple[str, list[int]]], layers: list[Layer]) -> list[La
     return matched
 
 
-class _WholeModels:
+class WholeModels:
     """Writes the network at given widths: the converted model resized, or, where
     its ops cannot be matched to the layers, a fresh conversion of a pruned copy."""
 
@@ -559,7 +559,7 @@ def _measure(jobs, store: SampleCache, device: Device, graph: ModelGraph, thread
         for key, job in todo:
             if isinstance(job, list):
                 if models is None:
-                    models = _WholeModels(graph, batch, tmp)
+                    models = WholeModels(graph, batch, tmp)
                 models.write(job, path)
                 cap = 3 * max_seconds
             else:

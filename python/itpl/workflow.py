@@ -116,6 +116,7 @@ def prune_model(
     criterion: str = "l1",
     num_threads: int | None = None,
     progress: bool = False,
+    device=None,
 ) -> PruneResult:
     """Prune a model to a FLOPs, params or latency budget with nHSIC importance.
 
@@ -148,6 +149,11 @@ def prune_model(
         and :func:`itpl.prune.select_channels`.
     progress : bool
         Progress bar during activation capture.
+    device : Device, optional
+        For a latency budget: time the solver's candidates on this device and
+        correct the goal until the measured latency meets the budget
+        (:mod:`itpl.refine`); a ratio budget is then of the measured unpruned
+        latency. Without it the profile's prediction alone decides.
     """
     from itpl.data import random_calibration
     from itpl.prune import apply_pruning, select_channels
@@ -184,10 +190,22 @@ def prune_model(
     importance = compute_importance(graph, data, debiased=debiased, beta=beta,
                                     num_threads=num_threads, progress=progress)
     widths = graph.widths
-    allocation = solve(importance.group_importance, cost, target, widths,
-                       alpha_min=alpha_min, round_to=round_to)
-    zero = solve(np.zeros(len(widths)), cost, target, widths,
-                 alpha_min=alpha_min, round_to=round_to)
+
+    def solve_for(goal, scores=importance.group_importance):
+        return solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to)
+
+    refined = None
+    if budget.kind == "latency" and device is not None:
+        from itpl.refine import refine_on_device
+
+        refined = refine_on_device(graph, solve_for, budget, full_cost, device,
+                                   threads=profile.device["threads"],
+                                   batch=profile.settings["batch"], progress=progress)
+        allocation, goal, target = refined.allocation, refined.goal, refined.target_ms
+    else:
+        allocation = solve_for(target)
+        goal = target
+    zero = solve_for(goal, np.zeros(len(widths)))
     channels = select_channels(graph, allocation.widths, criterion)
     groups = [
         GroupPlan(root=g.root, full=g.width, kept=w, channels=ch,
@@ -202,7 +220,9 @@ def prune_model(
         budget={"kind": budget.kind, "value": target, "unit": cost.unit,
                 "full": full_cost, "predicted": allocation.cost,
                 **({"device": profile.device, "batch": profile.settings["batch"]}
-                   if budget.kind == "latency" else {})},
+                   if budget.kind == "latency" else {}),
+                **({"refined": {"met": refined.met, "unpruned_ms": refined.unpruned_ms,
+                                "steps": refined.steps}} if refined else {})},
         settings={"samples": importance.samples, "data": data_label or "tensor",
                   "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
                   "alpha_min": alpha_min, "round_to": round_to, "criterion": criterion,
@@ -256,6 +276,15 @@ def summary_lines(result: PruneResult) -> list[str]:
     lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
                  f"{cost.unit} (budget {fmt(b['value'])}, "
                  f"{b['predicted'] / b['full']:.1%} of unpruned)")
+    refined = b.get("refined")
+    if refined:
+        last = min((s for s in refined["steps"] if s["predicted"] == b["predicted"]),
+                   key=lambda s: s["measured_ms"])
+        lines.append(f"timed {len(refined['steps'])} candidates on the device: "
+                     f"{last['measured_ms']:.3f} ms measured, budget {b['value']:.3f} ms"
+                     + (f" ({b['value'] / refined['unpruned_ms']:.0%} of the unpruned "
+                        f"{refined['unpruned_ms']:.3f} ms measured)" if refined["unpruned_ms"] else "")
+                     + ("" if refined["met"] else ": NOT MET, the fastest candidate is kept"))
     moved = result.channels_moved
     if moved:
         lines.append(f"importance moved {moved} channels across "
