@@ -273,10 +273,14 @@ def summary_lines(result: PruneResult) -> list[str]:
                      f"{g.zero_importance_kept:>8} {g.kept - g.zero_importance_kept:>+6}")
     b = plan.budget
     fmt = (lambda v: f"{v:.3f}") if cost.kind == "latency" else format_amount
-    lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
-                 f"{cost.unit} (budget {fmt(b['value'])}, "
-                 f"{b['predicted'] / b['full']:.1%} of unpruned)")
     refined = b.get("refined")
+    if refined:  # the budget is in measured ms; the profile's numbers are predictions
+        lines.append(f"{cost.kind} predicted by the profile: {fmt(b['full'])} -> "
+                     f"{fmt(b['predicted'])} {cost.unit} ({b['predicted'] / b['full']:.1%})")
+    else:
+        lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
+                     f"{cost.unit} (budget {fmt(b['value'])}, "
+                     f"{b['predicted'] / b['full']:.1%} of unpruned)")
     if refined:
         last = min((s for s in refined["steps"] if s["predicted"] == b["predicted"]),
                    key=lambda s: s["measured_ms"])
