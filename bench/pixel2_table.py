@@ -9,7 +9,7 @@ depends on the widths, not on the values), so every run prunes to the same width
 Bar (issue 4): on the local CPU, MobileNetV1 at 283M and 149M reaches at least
 the paper's batch-1 speedups, 1.87x and 2.8x.
 
-    python bench/pixel2_table.py [--threads 2] [--device local] [--max-seconds 10]
+    python bench/pixel2_table.py [--threads 2] [--device local | adb:HOST:PORT] [--max-seconds 10]
                                  [--models mobilenet_v1] [--round-to 8] [--json out.json]
 """
 
@@ -39,7 +39,9 @@ BATCHES = (1, 4, 8)
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--device", default="local")
+    p.add_argument("--device", default="local", help="local, adb:HOST:PORT or adb-usb[:SERIAL]")
+    p.add_argument("--benchmark-binary", help="phones: a benchmark_model build to push")
+    p.add_argument("--cpu-mask", help="phones: taskset mask, e.g. f0")
     p.add_argument("--max-seconds", type=float, default=10.0)
     p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
     p.add_argument("--models", nargs="+", choices=list(PAPER), default=list(PAPER))
@@ -47,7 +49,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     torch.manual_seed(0)  # built-in models start from random weights: fix them, fix the widths
-    device = get_device(args.device)
+    device = get_device(args.device, benchmark_binary=args.benchmark_binary, cpu_mask=args.cpu_mask)
     report = {"device": device.facts(args.threads), "round_to": args.round_to, "models": {}}
     with tempfile.TemporaryDirectory(prefix="itpl-pixel2-") as tmp:
         for name in args.models:
