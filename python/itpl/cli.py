@@ -482,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threshold", type=float, default=5.0,
                        help="regression threshold for --compare, percent (default 5)")
     bench.set_defaults(func=_cmd_bench)
+    from itpl.cli_train import add_training_parsers
+
+    add_training_parsers(sub)
     return parser
 
 

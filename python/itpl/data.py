@@ -1,4 +1,5 @@
-"""Calibration data: an image folder read with Pillow, a tensor file, or random inputs.
+"""Calibration data: an image folder read with Pillow, a tensor file, or random
+inputs; and labelled train/val splits for ``itpl finetune`` and ``itpl eval``.
 
 Selection is deterministic: files are sorted, then ``samples`` of them are
 drawn with ``numpy.random.default_rng(seed)``; the same arguments always give
@@ -158,3 +159,96 @@ def random_calibration(input_shape, *, samples: int = 256, seed: int = 0) -> tor
     _pick(samples, samples, seed)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(samples, *input_shape, generator=gen)
+
+
+# --- labelled data (itpl finetune, itpl eval) ----------------------------------
+
+@dataclass
+class LabelledData:
+    """Images and class labels held in memory.
+
+    ``images`` is ``(N, C, H, W)`` float32, normalised; ``labels`` int64 in
+    ``[0, len(classes))``.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def load_split(data: str, split: str, input_shape, *, norm: Preset = PRESETS["imagenet"],
+               progress: bool = False) -> LabelledData:
+    """The ``split`` (``train`` or ``val``) of a data folder.
+
+    ``data/split/`` is an image folder with one subfolder per class (sorted
+    names give the class indices), or ``data/split.pt`` / ``data/split.npz``
+    holds ``images`` (``(N, C, H, W)`` floats, or uint8 images, channels first
+    or last) and ``labels``, with optional ``classes`` names.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    folder = os.path.join(data, split)
+    if os.path.isdir(folder):
+        classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+        if not classes:
+            raise ValueError(f"'{folder}' has no class subfolders; put each class's images in "
+                             f"{folder}/CLASS_NAME/")
+        paths, labels = [], []
+        for index, name in enumerate(classes):
+            try:
+                found = list_images(os.path.join(folder, name))
+            except ValueError:
+                raise ValueError(f"class folder '{os.path.join(folder, name)}' has no images") from None
+            paths += found
+            labels += [index] * len(found)
+        if progress:
+            from tqdm import tqdm
+
+            paths = tqdm(paths, desc=f"{split} images", unit="img", leave=False)
+        images = torch.stack([load_image(p, shape, norm) for p in paths])
+        return LabelledData(images, torch.tensor(labels, dtype=torch.int64), classes)
+    for ext in (".pt", ".npz"):
+        if os.path.isfile(folder + ext):
+            return _load_labelled_file(folder + ext, shape, norm)
+    if not os.path.isdir(data):
+        raise FileNotFoundError(f"data folder '{data}' does not exist")
+    raise FileNotFoundError(f"no '{split}' data in '{data}': expected a folder {split}/ with one "
+                            f"subfolder per class, or {split}.pt / {split}.npz")
+
+
+def _load_labelled_file(path: str, shape, norm: Preset) -> LabelledData:
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as f:
+                raw = {k: f[k] for k in f.files}
+            raw = {k: (torch.from_numpy(v) if k != "classes" else [str(c) for c in v])
+                   for k, v in raw.items()}
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read '{path}': {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("images"), torch.Tensor) \
+            or not isinstance(raw.get("labels"), torch.Tensor):
+        raise ValueError(f"'{path}' must hold a dict with 'images' and 'labels' tensors")
+    images, labels = raw["images"], raw["labels"].long().reshape(-1)
+    if images.dtype == torch.uint8:
+        if images.dim() == 4 and tuple(images.shape[1:]) == shape[1:] + shape[:1]:
+            images = images.permute(0, 3, 1, 2)
+        mean = torch.tensor(norm.mean[: shape[0]]).reshape(-1, 1, 1)
+        std = torch.tensor(norm.std[: shape[0]]).reshape(-1, 1, 1)
+        images = (images.float() / 255.0 - mean) / std
+    if images.dim() != 4 or tuple(images.shape[1:]) != shape or not images.is_floating_point():
+        raise ValueError(f"'{path}' has images of shape {tuple(images.shape)} "
+                         f"({images.dtype}); expected (N, {', '.join(map(str, shape))}) "
+                         "floats or uint8")
+    if labels.shape[0] != images.shape[0] or labels.numel() == 0:
+        raise ValueError(f"'{path}' has {images.shape[0]} images but {labels.shape[0]} labels")
+    if int(labels.min()) < 0:
+        raise ValueError(f"'{path}' has negative labels")
+    classes = raw.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
+    if int(labels.max()) >= len(classes):
+        raise ValueError(f"'{path}' has label {int(labels.max())} but {len(classes)} classes")
+    return LabelledData(images.float().contiguous(), labels, list(classes))

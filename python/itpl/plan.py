@@ -143,7 +143,8 @@ def load(plan, weights: str | None = None) -> nn.Module:
         plan = read_plan(str(plan))
     if weights is None:
         if plan.weights is None:
-            raise ValueError("the plan names no weights file; pass weights=")
+            raise ValueError("the plan names no weights file; pass one with --weights FILE "
+                             "(weights= in Python)")
         weights = os.path.join(folder, plan.weights)
     model = build_pruned(plan)
     load_weights(model, weights)
