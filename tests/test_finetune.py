@@ -208,3 +208,20 @@ def test_torchrun_runs_the_same_loop_distributed(data_dir, tmp_path):
     model.load_state_dict(torch.load(out + ".pt", weights_only=True))
     assert evaluate(model, load_split(data_dir, "val", (3, 32, 32)))["top1"] == \
         pytest.approx(summary["best_top1"])
+
+
+def test_reestimate_bn_measures_the_data():
+    from itpl.finetune import reestimate_bn
+
+    data = quadrant_data(96, 7)
+    model = _model()
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    bn.running_mean.fill_(5.0)
+    reestimate_bn(model, data, samples=64, batch_size=32)
+    assert not model.training and bn.momentum == 0.1  # restored
+    with torch.no_grad():
+        x = conv(data.images[:64]).double()
+    # the cumulative average of two batch means of 32 = the mean over the 64 images
+    np.testing.assert_allclose(bn.running_mean.double().numpy(), x.mean(dim=(0, 2, 3)).numpy(),
+                               rtol=1e-4, atol=1e-5)

@@ -138,6 +138,29 @@ def evaluate(model: nn.Module, data: LabelledData, *, batch_size: int = 256) -> 
             "samples": int(count)}
 
 
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, data: LabelledData, *, samples: int = 2048,
+                  batch_size: int = 128) -> None:
+    """Recompute batch-norm running statistics on ``samples`` training images.
+
+    Pruning removes channels but keeps each survivor's statistics, which were
+    measured with the removed channels feeding the next layer; a forward pass
+    over training data gives the pruned model's own (the accuracy "right
+    after pruning" is measured after this).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    for start in range(0, min(samples, len(data)), batch_size):
+        model(data.images[start:min(start + batch_size, samples)])
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
+
+
 def _save(obj, path: str) -> None:
     tmp = f"{path}.partial"
     torch.save(obj, tmp)
