@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/bench_prune.py
 	$(PY) bench/bench_latency.py
 	$(PY) bench/bench_adb.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(VENV) build dist demo-out
