@@ -213,12 +213,16 @@ def test_latency_budget_without_a_profile(tmp_path, capsys):
     assert code == 1 and "--profile FILE" in err
 
 
-class _SlowerDevice(LocalDevice):
-    """The local CPU, reading 30% slower: a device that drifted since profiling."""
+class _ScaledDevice(LocalDevice):
+    """The local CPU, its readings scaled: a device that drifted since profiling."""
+
+    def __init__(self, factor):
+        self.factor = factor
 
     def time_model(self, path, **kw):
         t = super().time_model(path, **kw)
-        return type(t)(1.3 * t.median_ms, 1.3 * t.min_ms, 1.3 * t.max_ms, t.repeats)
+        f = self.factor
+        return type(t)(f * t.median_ms, f * t.min_ms, f * t.max_ms, t.repeats)
 
 
 def test_refinement_corrects_a_biased_profile(profile_file):
@@ -229,7 +233,7 @@ def test_refinement_corrects_a_biased_profile(profile_file):
     source = ModelSource("tests.small_models:residual_net")
     kw = dict(profile=profile, samples=16, budget=Budget("latency", value=0.6 * profile.cost().full()))
     open_loop = prune_model(source, **kw)
-    closed = prune_model(source, device=_SlowerDevice(), **kw)
+    closed = prune_model(source, device=_ScaledDevice(1.3), **kw)
     r = closed.plan.budget["refined"]
     assert len(r["steps"]) >= 2 and r["unpruned_ms"] is None  # an absolute budget
     assert r["steps"][0]["goal"] == pytest.approx(kw["budget"].value)
@@ -237,3 +241,9 @@ def test_refinement_corrects_a_biased_profile(profile_file):
     # the 30% slower readings push the goal down to a smaller model than the open loop's
     assert closed.allocation.cost < open_loop.allocation.cost
     assert r["steps"][1]["goal"] < r["steps"][0]["goal"]
+
+    # readings 40% faster push the goal up instead, to a bigger model
+    faster = prune_model(source, device=_ScaledDevice(0.6), **kw)
+    r = faster.plan.budget["refined"]
+    assert r["steps"][1]["goal"] > r["steps"][0]["goal"] and r["met"]
+    assert faster.allocation.cost > open_loop.allocation.cost

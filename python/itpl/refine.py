@@ -82,8 +82,9 @@ def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, pr
             except ValueError:
                 break  # the goal fell below the smallest model: keep what we have
             key = tuple(alloc.widths)
-            if key in seen:  # same widths: step the goal on without timing them again
-                goal *= min(target / seen[key], 1 - CLOSE_ENOUGH)
+            if key in seen:  # same widths: step the goal on, the same way, without timing again
+                step = target / seen[key]
+                goal *= min(step, 1 - CLOSE_ENOUGH) if step < 1 else max(step, 1 + CLOSE_ENOUGH)
                 continue
             if len(candidates) == steps:
                 break
