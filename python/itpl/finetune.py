@@ -210,7 +210,7 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
     if resume:
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"nothing to resume: '{ckpt_path}' does not exist")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickled code
         if ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"'{ckpt_path}' is not an itpl finetune checkpoint")
         saved = dict(ckpt["config"], epochs=config.epochs)
