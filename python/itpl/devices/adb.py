@@ -329,6 +329,8 @@ class AdbDevice(Device):
         except ValueError as exc:
             raise DeviceError(f"benchmark_model failed on {os.path.basename(path)} "
                               f"(exit status {rc}): {exc}") from None
-        ms = [v / 1e3 if v is not None else None for v in (result.min_us, result.max_us)]
-        return Timing(result.median_us / 1e3, ms[0] if ms[0] is not None else result.avg_ms,
-                      ms[1] if ms[1] is not None else result.avg_ms, result.count or min_repeats)
+        def ms(us):  # releases without a statistics line give the average only
+            return result.avg_ms if us is None else us / 1e3
+
+        return Timing(result.median_us / 1e3, ms(result.min_us), ms(result.max_us),
+                      result.count or min_repeats)
