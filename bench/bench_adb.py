@@ -20,7 +20,6 @@ results agree within measurement noise. This prints, for one model:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from itpl.data import random_calibration  # noqa: E402
 from itpl.devices.adb import AdbDevice  # noqa: E402
 from itpl.devices.local import LocalDevice  # noqa: E402
 from itpl.export import export_tflite  # noqa: E402
+from itpl.fileio import write_json  # noqa: E402
 from itpl.graph import analyze  # noqa: E402
 from itpl.models.source import ModelSource  # noqa: E402
 from itpl.profile import profile_model  # noqa: E402
@@ -130,8 +130,7 @@ def main(argv=None) -> dict:
             print(f"{key[0]:<24} {key[1]:>5} {lo:>7.3f}ms {ad:>7.3f}ms {ad / lo:>9.3f}")
         report["bench"] = rows
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
     return report
 
 

@@ -22,7 +22,6 @@ figures compare like with like (itpl and syrk do half of that work).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -177,10 +176,9 @@ def main(argv=None) -> int:
     print(f"\nbars: Gram at d = {big['d']}: {big['speedup_vs_torch']:.2f}x torch (bar 1.3x); "
           f"14-layer matrix {m['speedup']:.1f}x the authors' approach (bar 20x)")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f, indent=2)
-        os.replace(tmp, args.json)
+        from itpl.fileio import write_json
+
+        write_json(args.json, out, indent=2)
     return 0
 
 

@@ -26,7 +26,6 @@ latency; profiling MobileNetV1 under 3 minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -38,6 +37,7 @@ from itpl.cost import build_cost, format_amount
 from itpl.data import random_calibration
 from itpl.devices import get_device
 from itpl.export import export_tflite
+from itpl.fileio import write_json
 from itpl.graph import analyze
 from itpl.models.source import ModelSource
 from itpl.profile import profile_model
@@ -161,8 +161,7 @@ def main(argv=None) -> dict:
         report["budget"][name] = {"ratio": args.ratio, "measured_ratio": got}
         report["comparison"][name] = rows
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
     return report
 
 

@@ -17,7 +17,6 @@ peak RSS < 4 GB. Forward and importance runs alternate so drift hits both.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from itpl.cost import build_cost
+from itpl.fileio import write_json
 from itpl.graph import analyze
 from itpl.importance import compute_importance
 from itpl.models import BUILTIN, build
@@ -98,8 +98,7 @@ def main(argv=None) -> dict:
               "bar < 500 ms for resnet50)")
     print(f"  peak RSS                 {peak_gb:7.2f} GB  (bar < 4 GB)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
     return result
 
 

@@ -16,7 +16,6 @@ the paper's batch-1 speedups, 1.87x and 2.8x.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 
@@ -25,6 +24,7 @@ import torch
 from itpl import bench
 from itpl.devices import get_device
 from itpl.export import export_tflite
+from itpl.fileio import write_json
 from itpl.models.source import ModelSource
 from itpl.workflow import Budget, prune_model
 
@@ -80,8 +80,7 @@ def main(argv=None) -> dict:
             print()
             report["models"][name] = result
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
     return report
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from itpl.cost import build_cost
 from itpl.data import LabelledData
 from itpl.devices import get_device
 from itpl.export import export_tflite
+from itpl.fileio import write_json
 from itpl.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
 from itpl.graph import analyze
 from itpl.models import build
@@ -244,7 +244,9 @@ def main(argv=None) -> dict:
             rows = {}
             for seed in range(args.seeds):
                 allocs = allocations(model, train.images, cost_of, budget, seed,
-                                                round_to=round_to, profile=prof)
+                                     round_to=round_to, profile=prof)
+                for label, widths in allocs.items():  # the shapes behind the accuracies
+                    print(f"  {name}, seed {seed}, {label:<16} widths {list(widths)}")
                 for label, widths in allocs.items():
                     m = pruned_copy(model, widths)
                     reestimate_bn(m, train)
@@ -288,8 +290,7 @@ def main(argv=None) -> dict:
     report["seconds"] = time.perf_counter() - start
     print(f"\ntotal {report['seconds'] / 60:.1f} min")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
     return report
 
 

@@ -180,6 +180,12 @@ def test_image_folders_and_errors(tmp_path, capsys, data_dir):
                                  data_dir, "--epochs", "1")
     assert "nothing to resume" in error("finetune", *base[1:], "--data", data_dir, "--epochs", "1",
                                         "--resume", "-o", str(tmp_path / "none"), "-q")
+    (tmp_path / "bad.last.ckpt").write_bytes(b"not a checkpoint")
+    assert "is damaged" in error("finetune", *base[1:], "--data", data_dir, "--epochs", "1",
+                                 "--resume", "-o", str(tmp_path / "bad"), "-q")
+    assert "predicts 10 classes" in error("finetune", *base[1:], "--data", data_dir, "--epochs",
+                                          "1", "--teacher", "resnet20", "-o", str(tmp_path / "t"))
+    assert not (tmp_path / "t.pt").exists()
 
 
 def _plan(tmp_path):

@@ -342,10 +342,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                     max_seconds=args.max_seconds)
     print(bench.format_table(result))
     if args.json:
-        from itpl.fileio import staged_outputs
+        from itpl.fileio import write_json
 
-        with staged_outputs() as stage, open(stage.path(args.json), "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
     return EXIT_OK
 
 

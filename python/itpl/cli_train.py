@@ -49,19 +49,23 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         dist.init_process_group("gloo")
     lead = not distributed or int(os.environ.get("RANK", "0")) == 0
     model, shape, (train, val) = _labelled(args, args.model)
-    teacher = load_any(args.teacher, args.teacher_weights)[0] if args.teacher else None
+    teacher = None
+    if args.teacher:
+        from itpl.finetune import check_classes
+
+        teacher = load_any(args.teacher, args.teacher_weights)[0]
+        check_classes(teacher, val, shape)  # its soft labels must cover the same classes
     out = args.output or f"{os.path.basename(args.model).split('.')[0]}-finetuned"
     before = evaluate(model, val)
     result = finetune(model, train, val, config, out, teacher=teacher, resume=args.resume,
                       progress=lead and not args.quiet)
     if args.model.endswith(".json") and lead:
-        from itpl.fileio import staged_outputs
+        from itpl.fileio import write_json
         from itpl.plan import read_plan
 
         plan = read_plan(args.model)
         plan.weights = os.path.basename(f"{out}.pt")
-        with staged_outputs() as stage, open(stage.path(f"{out}.plan.json"), "w") as f:
-            json.dump(plan.to_dict(), f, indent=1)
+        write_json(f"{out}.plan.json", plan.to_dict())
     if distributed:
         import torch.distributed as dist
 

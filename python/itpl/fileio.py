@@ -44,6 +44,12 @@ def staged_outputs():
         os.replace(tmp, final)
 
 
+def write_json(path: str, data, indent: int = 1) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (see :func:`staged_outputs`)."""
+    with staged_outputs() as stage, open(stage.path(path), "w") as f:
+        json.dump(data, f, indent=indent)
+        f.write("\n")
+
 
 def read_json(path: str, what: str):
     """Parse a JSON file; ``what`` names it in the one-line errors."""

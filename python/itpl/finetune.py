@@ -14,7 +14,6 @@ averaged by DDP, metrics are summed over ranks, and rank 0 writes the files.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from itpl.data import LabelledData
+from itpl.fileio import write_json
 
 CHECKPOINT_FORMAT = "itpl.finetune/1"
 
@@ -162,9 +162,10 @@ def reestimate_bn(model: nn.Module, data: LabelledData, *, samples: int = 2048,
 
 
 def _save(obj, path: str) -> None:
-    tmp = f"{path}.partial"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from itpl.fileio import staged_outputs
+
+    with staged_outputs() as stage:
+        torch.save(obj, stage.path(path))
 
 
 def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: FinetuneConfig,
@@ -210,8 +211,12 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
     if resume:
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"nothing to resume: '{ckpt_path}' does not exist")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickled code
-        if ckpt.get("format") != CHECKPOINT_FORMAT:
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickled code
+        except Exception as exc:  # noqa: B902 - torch raises pickle, zip and runtime errors
+            raise ValueError(f"cannot read '{ckpt_path}' ({type(exc).__name__}); it is damaged: "
+                             "start again without --resume") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"'{ckpt_path}' is not an itpl finetune checkpoint")
         saved = dict(ckpt["config"], epochs=config.epochs)
         if saved != dict(asdict(config)):
@@ -287,10 +292,9 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
                    "model": model.state_dict(), "optimizer": opt.state_dict(),
                    "rng": torch.get_rng_state(), "history": result.history,
                    "best_epoch": result.best_epoch, "best_top1": result.best_top1}, ckpt_path)
-            with open(f"{out}.history.json.partial", "w") as f:
-                json.dump({"config": asdict(config), "best_epoch": result.best_epoch,
-                           "best_top1": result.best_top1, "epochs": result.history}, f, indent=1)
-            os.replace(f"{out}.history.json.partial", f"{out}.history.json")
+            write_json(f"{out}.history.json",
+                       {"config": asdict(config), "best_epoch": result.best_epoch,
+                        "best_top1": result.best_top1, "epochs": result.history})
             if progress:
                 import sys
 

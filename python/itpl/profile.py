@@ -111,11 +111,9 @@ def read_profile(path: str) -> Profile:
 
 
 def write_profile(profile: Profile, path: str) -> None:
-    from itpl.fileio import staged_outputs
+    from itpl.fileio import write_json
 
-    with staged_outputs() as stage, open(stage.path(path), "w") as f:
-        json.dump(profile.to_dict(), f, indent=1)
-        f.write("\n")
+    write_json(path, profile.to_dict())
 
 
 def profile_to_file(graph: ModelGraph, device: Device, path: str, **options) -> Profile:
