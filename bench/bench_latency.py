@@ -100,7 +100,7 @@ def _compare(name, profile, device, args):
               ("latency budget", lat.plan.settings["round_to"], lat.allocation.cost,
                flops(np.asarray(lat.allocation.widths) / widths), lat.model)]
     for round_to in sorted({8, profile.settings["round_to"]}):
-        target = _flops_budget_for(lat.allocation.cost, lat.importance.group_importance, flops,
+        target = _flops_budget_for(lat.allocation.cost, lat.importance.group_mean_importance, flops,
                                    profile.cost(), widths, round_to)
         torch.manual_seed(0)
         fl = prune_model(source, Budget("flops", value=target), data=data, round_to=round_to)

@@ -7,27 +7,45 @@ generator seeded by its index:
 
 - background: two colours blended along a random linear gradient, plus a
   sinusoidal texture of random frequency, direction and phase;
-- the shape, filled with a random colour (at least 0.4 away from the
-  background's mean in RGB), scaled to 45-80% of the image, rotated by any
-  angle, centred anywhere that keeps most of it inside;
-- a second, smaller distractor shape of a random class in a faint colour;
-- Gaussian pixel noise (sigma 0.06 to 0.14).
+- a smaller distractor shape (20-35% of the image) of a random class, in a
+  colour halfway to the background's;
+- over them the labelled shape, filled with a random colour (at least 0.4 away
+  from the background's mean in RGB), scaled to 40-75% of the image, rotated
+  by any angle, centred anywhere that keeps most of it inside;
+- Gaussian pixel noise (sigma 0.07 to 0.16).
 
-An unpruned ResNet-20 is trained on it (SGD, cosine schedule). Then at two
-budgets, 50% of its FLOPs and 60% of its latency on the local CPU (1 thread),
-five allocations are pruned from the same trained model and fine-tuned the
-same way: (1) itpl's default (nHSIC importance), (2) the debiased estimator,
-(3) zero importance (what the authors' settings amount to), (4) uniform width
-scaling, (5) a random allocation meeting the budget. Each seed draws other
-calibration images (256) for the importance, another random allocation and
-another fine-tuning order. For each allocation, over seeds:
-validation accuracy right after pruning (batch-norm statistics re-estimated
-on training data), after fine-tuning, and the measured latency.
+An unpruned ResNet-20 is trained on it (SGD, cosine schedule, 12 epochs at a
+peak learning rate of 0.04). Then at two budgets, 50% of its FLOPs and 60% of
+its latency on the local CPU (1 thread), five allocations are pruned from the
+same trained model (channels kept by L1 norm) and fine-tuned the same way (2
+epochs, peak learning rate 0.01):
+
+1. itpl's default: nHSIC importance, the ``log`` objective;
+2. the same with the debiased HSIC estimator;
+3. zero importance in the paper's linear Eq. 11 (what the authors' settings
+   amount to);
+4. uniform width scaling: one ratio for every group, rounded to multiples of
+   8 by itpl's repair, which fills the budget (itpl with equal importances);
+5. a random shape (ratios drawn in [0.1, 1]) scaled to the budget.
+
+At the latency budget every allocation's solver runs at goals around the
+profile's prediction; all candidates are timed with the unpruned model in
+interleaved rounds, and each allocation takes its slowest candidate under the
+budget. All five are compared at the same measured latency, chosen the same
+way (itpl's own loop, :mod:`itpl.refine`, times one candidate at a time; on a
+0.9 ms model the machine's noise between candidates was as large as the
+differences between allocations). Each seed draws other calibration images (256) for
+the importance, another random shape and another fine-tuning order. Reported
+per allocation over seeds: validation accuracy right after pruning
+(batch-norm statistics re-estimated on training data) and after fine-tuning,
+and the latency of the pruned models, timed with the unpruned one in 5
+interleaved rounds.
 
 Bar (issue 7): the default's mean accuracy is at least the uniform's and the
 zero-importance allocation's, at both budgets.
 
-    python bench/quality.py [--seeds 3] [--train 6000] [--epochs 10] [--ft-epochs 2] [--json out.json]
+    python bench/quality.py [--seeds 3] [--train 6000] [--epochs 12] [--ft-epochs 2]
+                            [--base-cache FILE] [--json out.json]
 """
 
 from __future__ import annotations
@@ -45,15 +63,14 @@ import torch
 from itpl.cost import build_cost
 from itpl.data import LabelledData
 from itpl.devices import get_device
-from itpl.export import export_tflite
 from itpl.fileio import write_json
 from itpl.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
 from itpl.graph import analyze
 from itpl.models import build
 from itpl.models.source import ModelSource
-from itpl.profile import profile_model
+from itpl.profile import WholeModels, profile_model
 from itpl.prune import apply_pruning, select_channels
-from itpl.solve import allowed_widths
+from itpl.solve import allowed_widths, solve
 from itpl.workflow import Budget, prune_model
 
 CLASSES = ["disk", "ring", "square", "triangle", "plus", "star", "bar", "L", "half-disk",
@@ -110,23 +127,23 @@ def make_shapes10(n: int, seed: int) -> LabelledData:
             v = (-np.sin(t) * (xs - cx) + np.cos(t) * (ys - cy)) / scale
             mask = _inside(kind, u, v)
             img[:, mask] = colour[:, None]
-        img += rng.normal(0, rng.uniform(0.06, 0.14), img.shape)
+        img += rng.normal(0, rng.uniform(0.07, 0.16), img.shape)
         images[i] = ((img - 0.5) / 0.25).astype(np.float32)
         labels[i] = label
     return LabelledData(torch.from_numpy(images), torch.from_numpy(labels), list(CLASSES))
 
 
 def _shapes(rng, label, mean_bg):
-    """(kind, scale, colour): a faint distractor first, then the labelled shape on top."""
+    """(kind, scale, colour): a distractor first, then the labelled shape on top."""
     def colour(min_distance):
         while True:
             c = rng.uniform(0, 1, 3)
             if np.linalg.norm(c - mean_bg) >= min_distance:
                 return c
 
-    distractor = (int(rng.integers(0, 10)), rng.uniform(0.15, 0.3),
-                  0.7 * mean_bg + 0.3 * colour(0.25))
-    return [distractor, (label, rng.uniform(0.45, 0.8), colour(0.4))]
+    distractor = (int(rng.integers(0, 10)), rng.uniform(0.2, 0.35),
+                  0.5 * mean_bg + 0.5 * colour(0.3))
+    return [distractor, (label, rng.uniform(0.4, 0.75), colour(0.4))]
 
 
 # --- allocations -----------------------------------------------------------------
@@ -154,9 +171,21 @@ def _largest_under(cost, budget, widths, shape_of, alpha_min, round_to):
     return _scaled(widths, shape_of(lo), alpha_min, round_to)
 
 
-def allocations(model, data, cost_of, budget, seed, alpha_min=0.1, round_to=8, profile=None):
-    """The five allocations of one budget, as widths per group."""
-    torch.manual_seed(0)
+# Goals tried for a latency budget, as multiples of the profile's prediction.
+GOAL_GRID = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
+
+
+def allocations(model, data, cost, budget, seed, *, alpha_min=0.1, round_to=8, profile=None,
+                device=None):
+    """The five allocations of one budget, as widths per group.
+
+    itpl's default is what :func:`itpl.workflow.prune_model` solves with its
+    importance. For a latency budget with a ``device``, every allocation's
+    solver is run at goals around the profile's prediction, all candidates
+    and the unpruned model are timed in interleaved rounds, and each
+    allocation takes its slowest candidate under the budget: the five are
+    compared at the same measured latency, chosen the same way.
+    """
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:256]
     kw = dict(data=data[pick], profile=profile, alpha_min=alpha_min, round_to=round_to)
     source = ModelSource("resnet20", {"num_classes": 10})
@@ -165,19 +194,45 @@ def allocations(model, data, cost_of, budget, seed, alpha_min=0.1, round_to=8, p
         torch.save(model.state_dict(), weights)
         default = prune_model(source, budget, weights=weights, **kw)
         debiased = prune_model(source, budget, weights=weights, debiased=True, **kw)
-    widths = np.asarray([g.full for g in default.plan.groups])
-    cost = cost_of(analyze(build("resnet20", num_classes=10), (3, SIZE, SIZE)))
-    target = default.budget
-    ratios = np.random.default_rng(seed).uniform(alpha_min, 1.0, len(widths))
-    return {
-        "nHSIC (default)": default.allocation.widths,
-        "nHSIC debiased": debiased.allocation.widths,
-        "zero importance": default.zero_allocation.widths,
-        "uniform": _largest_under(cost, target, widths, lambda s: [s] * len(widths),
-                                  alpha_min, round_to),
-        "random": _largest_under(cost, target, widths, lambda s: np.minimum(1, ratios * s * 2),
-                                 alpha_min, round_to),
+    graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
+    full = graph.widths
+    ratios = np.random.default_rng(seed).uniform(alpha_min, 1.0, len(full))
+
+    def solver(scores, objective="log"):
+        return lambda goal: solve(scores, cost, goal, full, alpha_min=alpha_min,
+                                  round_to=round_to, objective=objective).widths
+
+    solvers = {
+        "nHSIC (default)": solver(default.importance.group_mean_importance),
+        "nHSIC debiased": solver(debiased.importance.group_mean_importance),
+        # Eq. 11 as the authors ran it: linear objective, importance of no weight
+        "zero importance": solver(np.zeros(len(full)), "linear"),
+        # one ratio for every group, rounded by itpl's repair so it fills the budget
+        "uniform": solver(np.ones(len(full))),
+        "random": lambda goal: _largest_under(cost, goal, np.asarray(full),
+                                              lambda s: np.minimum(1, ratios * s * 2),
+                                              alpha_min, round_to),
     }
+    goal = budget.resolve(cost.full())
+    assert solvers["nHSIC (default)"](goal) == default.allocation.widths
+    if device is None or budget.kind != "latency":
+        return {label: solve_for(goal) for label, solve_for in solvers.items()}
+    candidates = {label: [] for label in solvers}
+    for label, solve_for in solvers.items():
+        for f in GOAL_GRID:
+            try:
+                candidates[label].append(solve_for(goal * f))
+            except ValueError:  # below the smallest model
+                pass
+    ms = time_interleaved(graph, device, [w for c in candidates.values() for w in c], rounds=3,
+                          max_seconds=0.5)
+    target = budget.ratio * ms[tuple(full)]
+    out = {}
+    for label, widths in candidates.items():
+        under = [w for w in widths if ms[tuple(w)] <= target]
+        out[label] = (max(under, key=lambda w: ms[tuple(w)]) if under
+                      else min(widths, key=lambda w: ms[tuple(w)]))
+    return out
 
 
 def pruned_copy(model, widths):
@@ -187,37 +242,65 @@ def pruned_copy(model, widths):
     return m
 
 
+def time_interleaved(graph, device, widths_list, rounds=5, max_seconds=1.0):
+    """Median ms of each width list and of the unpruned model, timed in turns.
+
+    The machine is shared and drifts; timing every model once per round and
+    taking medians over rounds lets the drift fall on all of them alike.
+    """
+    models = [tuple(graph.widths), *{tuple(w) for w in widths_list}]
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = WholeModels(graph, 1, tmp)
+        paths = {}
+        for i, w in enumerate(models):
+            paths[w] = os.path.join(tmp, f"m{i}.tflite")
+            whole.write(list(w), paths[w])
+        samples = {w: [] for w in models}
+        for _ in range(rounds):
+            for w in models:
+                samples[w].append(device.time_model(paths[w], threads=1,
+                                                    max_seconds=max_seconds).median_ms)
+    return {w: float(np.median(v)) for w, v in samples.items()}
+
+
+def train_base(args, train, val):
+    """The unpruned ResNet-20, trained here or read from ``--base-cache``."""
+    torch.manual_seed(0)
+    model = build("resnet20", num_classes=10)
+    cached = bool(args.base_cache and os.path.exists(args.base_cache))
+    if cached:  # the trained unpruned model of an earlier run with the same settings
+        model.load_state_dict(torch.load(args.base_cache, weights_only=True))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = FinetuneConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_epochs=1)
+            finetune(model, train, val, base, os.path.join(tmp, "base"), progress=False)
+            model.load_state_dict(torch.load(os.path.join(tmp, "base.pt"), weights_only=True))
+        if args.base_cache:
+            torch.save(model.state_dict(), args.base_cache)
+    return model, cached
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--train", type=int, default=6000, help="training images")
     p.add_argument("--val", type=int, default=1000, help="validation images")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of the unpruned model")
+    p.add_argument("--epochs", type=int, default=12, help="epochs of the unpruned model")
+    p.add_argument("--lr", type=float, default=0.04, help="peak learning rate of the unpruned model")
     p.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs")
+    p.add_argument("--ft-lr", type=float, default=0.01, help="peak learning rate of fine-tuning")
     p.add_argument("--flops-ratio", type=float, default=0.5)
     p.add_argument("--latency-ratio", type=float, default=0.6)
     p.add_argument("--base-cache", metavar="FILE",
                    help="keep the trained unpruned model here and reuse it on later runs "
-                        "(same --train/--epochs/--seed only: nothing checks that)")
+                        "(same --train/--epochs/--lr only: nothing checks that)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     start = time.perf_counter()
     train, val = make_shapes10(args.train, 0), make_shapes10(args.val, 1)
     print(f"shapes10: {len(train)} train / {len(val)} val images made in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
-
-    torch.manual_seed(0)
-    model = build("resnet20", num_classes=10)
-    cached = args.base_cache and os.path.exists(args.base_cache)
-    if cached:  # the trained unpruned model of an earlier run with the same settings
-        model.load_state_dict(torch.load(args.base_cache, weights_only=True))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = FinetuneConfig(epochs=args.epochs, batch_size=64, lr=0.1, warmup_epochs=1)
-            finetune(model, train, val, base, os.path.join(tmp, "base"), progress=False)
-            model.load_state_dict(torch.load(os.path.join(tmp, "base.pt"), weights_only=True))
-        if args.base_cache:
-            torch.save(model.state_dict(), args.base_cache)
+    model, cached = train_base(args, train, val)
     unpruned = evaluate(model, val)["top1"]
     print(f"unpruned ResNet-20: val top-1 {unpruned:.1%} after {args.epochs} epochs"
           f"{' (cached)' if cached else ''} "
@@ -231,62 +314,56 @@ def main(argv=None) -> dict:
                             max_seconds=0.3, round_to=8)
     budgets = {
         f"{args.flops_ratio:.0%} FLOPs": (Budget("flops", ratio=args.flops_ratio),
-                                         lambda g: build_cost(g, "flops"), None, 8),
+                                         build_cost(graph, "flops"), None),
         f"{args.latency_ratio:.0%} latency": (Budget("latency", ratio=args.latency_ratio),
-                                             lambda g: profile.cost(), profile, 8),
+                                             profile.cost(), profile),
     }
-    report = {"unpruned_top1": unpruned, "budgets": {}}
+    report = {"unpruned_top1": unpruned, "settings": vars(args), "budgets": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        base_ms = device.time_model(export_tflite(model, (3, SIZE, SIZE),
-                                                  os.path.join(tmp, "base.tflite")).path,
-                                    threads=1).median_ms
-        for name, (budget, cost_of, prof, round_to) in budgets.items():
+        for name, (budget, cost, prof) in budgets.items():
             rows = {}
             for seed in range(args.seeds):
-                allocs = allocations(model, train.images, cost_of, budget, seed,
-                                     round_to=round_to, profile=prof)
+                allocs = allocations(model, train.images, cost, budget, seed, profile=prof,
+                                     device=device if prof is not None else None)
                 for label, widths in allocs.items():  # the shapes behind the accuracies
                     print(f"  {name}, seed {seed}, {label:<16} widths {list(widths)}")
                 for label, widths in allocs.items():
                     m = pruned_copy(model, widths)
                     reestimate_bn(m, train)
                     after_prune = evaluate(m, val)["top1"]
-                    cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=64, lr=0.02,
+                    cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=64, lr=args.ft_lr,
                                          warmup_epochs=0.3, seed=seed)
                     finetune(m, train, val, cfg, os.path.join(tmp, "ft"), progress=False)
                     m.load_state_dict(torch.load(os.path.join(tmp, "ft.pt"), weights_only=True))
-                    tuned = evaluate(m, val)["top1"]
-                    key = tuple(widths)
-                    r = rows.setdefault(label, {"pruned": [], "tuned": [], "ms": {}})
+                    r = rows.setdefault(label, {"pruned": [], "tuned": [], "widths": []})
                     r["pruned"].append(after_prune)
-                    r["tuned"].append(tuned)
-                    if key not in r["ms"]:
-                        path = export_tflite(m, (3, SIZE, SIZE), os.path.join(tmp, "m.tflite")).path
-                        r["ms"][key] = device.time_model(path, threads=1).median_ms
+                    r["tuned"].append(evaluate(m, val)["top1"])
+                    r["widths"].append(list(widths))
                 print(f"{name}, seed {seed}: done ({time.perf_counter() - start:.0f} s so far)",
                       flush=True)
+            ms = time_interleaved(graph, device, [w for r in rows.values() for w in r["widths"]])
+            base_ms = ms[tuple(graph.widths)]
             print(f"\n{name} (unpruned {unpruned:.1%}, {base_ms:.3f} ms; {args.seeds} seeds, "
                   f"{args.ft_epochs} fine-tuning epochs):")
-            print(f"{'allocation':<18} {'after pruning':>16} {'fine-tuned':>16} {'latency':>14}")
+            print(f"{'allocation':<18} {'after pruning':>16} {'fine-tuned':>16} {'latency':>16}")
             out = {}
             for label, r in rows.items():
-                ms = list(r["ms"].values())
+                lat = float(np.mean([ms[tuple(w)] for w in r["widths"]]))
                 out[label] = {"pruned_mean": float(np.mean(r["pruned"])),
                               "pruned_std": float(np.std(r["pruned"])),
                               "tuned_mean": float(np.mean(r["tuned"])),
                               "tuned_std": float(np.std(r["tuned"])),
-                              "latency_ms": float(np.mean(ms)), "latency_ratio": float(np.mean(ms)) / base_ms,
-                              "tuned": r["tuned"]}
+                              "latency_ms": lat, "latency_ratio": lat / base_ms, **r}
                 o = out[label]
                 print(f"{label:<18} {o['pruned_mean']:>9.1%} ±{o['pruned_std']:>5.1%} "
                       f"{o['tuned_mean']:>9.1%} ±{o['tuned_std']:>5.1%} "
-                      f"{o['latency_ms']:>7.3f} ms {o['latency_ratio']:>4.0%}")
+                      f"{o['latency_ms']:>7.3f} ms {o['latency_ratio']:>5.1%}")
             d = out["nHSIC (default)"]["tuned_mean"]
             print(f"bar: default {d:.1%} >= uniform {out['uniform']['tuned_mean']:.1%}: "
                   f"{d >= out['uniform']['tuned_mean']}; >= zero importance "
                   f"{out['zero importance']['tuned_mean']:.1%}: "
                   f"{d >= out['zero importance']['tuned_mean']}", flush=True)
-            report["budgets"][name] = out
+            report["budgets"][name] = {"unpruned_ms": base_ms, "allocations": out}
     report["seconds"] = time.perf_counter() - start
     print(f"\ntotal {report['seconds'] / 60:.1f} min")
     if args.json:

@@ -47,6 +47,8 @@ def test_nhsic_matrix_matches_the_float64_reference(cls, debiased):
     for g in graph.groups:  # a group's layers share one alpha: their terms add
         rows = [i for i, gi in enumerate(imp.layer_groups) if gi == g.index]
         assert imp.group_importance[g.index] == pytest.approx(imp.layer_importance[rows].sum())
+        assert imp.group_mean_importance[g.index] == pytest.approx(
+            imp.layer_importance[rows].mean())
 
 
 def test_default_beta_spreads_importance_by_e():

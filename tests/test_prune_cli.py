@@ -42,6 +42,7 @@ def test_prune_resnet20_to_half_the_flops(tmp_path, calib, capsys):
     plan = read_plan(prefix + ".plan.json")
     assert plan.budget["predicted"] <= plan.budget["value"] == pytest.approx(0.5 * plan.budget["full"])
     assert plan.settings["samples"] == 32 and plan.settings["estimator"] == "biased"
+    assert plan.settings["objective"] == "log"
     assert all(g.kept % 8 == 0 or g.kept == g.full for g in plan.groups)
     assert "importance moved" in out and "wrote" in out
     model = itpl.load(prefix + ".plan.json")
@@ -63,9 +64,11 @@ def test_prune_resnet20_to_half_the_flops(tmp_path, calib, capsys):
 def test_pruned_model_keeps_the_planned_channels(tmp_path, calib, capsys):
     prefix = str(tmp_path / "v")
     code, _, err = _run(capsys, "prune", "--model", "vgg16", "--params", "5M", "--data", calib,
-                        "--samples", "16", "-o", prefix, "-q", "--criterion", "fpgm", "--debiased")
+                        "--samples", "16", "-o", prefix, "-q", "--criterion", "fpgm", "--debiased",
+                        "--objective", "linear")
     assert code == 0, err
     plan = read_plan(prefix + ".plan.json")
+    assert plan.settings["objective"] == "linear"
     model = itpl.load(prefix + ".plan.json")
     _, params = count(model, (3, 32, 32))
     assert params == plan.budget["predicted"] <= 5e6

@@ -30,13 +30,14 @@ def test_allowed_widths():
     assert allowed_widths(64, 0.01, 1)[0] == 1  # never 0 channels
 
 
+@pytest.mark.parametrize("objective", ["linear", "log"])
 @pytest.mark.parametrize("ratio", [0.3, 0.5, 0.8])
-def test_budget_met_and_no_step_left_that_fits(ratio, rng):
+def test_budget_met_and_no_step_left_that_fits(ratio, objective, rng):
     full = [32, 64, 64, 128, 128]
     cost = _chain_cost(full)
     imp = rng.uniform(0.2, 1.0, len(full))
     budget = ratio * cost.full()
-    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8)
+    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8, objective=objective)
     alpha = np.array(alloc.widths) / np.array(full)
     assert alloc.cost == pytest.approx(cost(alpha)) and alloc.cost <= budget
     for g, w in enumerate(alloc.widths):
@@ -56,7 +57,7 @@ def test_near_the_integer_optimum_on_a_small_problem():
     options = [allowed_widths(c, 0.1, 8) for c in full]
     best = max(float(imp @ (np.array(w) / full)) for w in itertools.product(*options)
                if cost(np.array(w) / full) <= budget)
-    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8)
+    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8, objective="linear")
     assert alloc.objective >= 0.9 * best
 
 
@@ -64,10 +65,45 @@ def test_importance_moves_width_to_the_important_group():
     # two independent layers of equal cost
     t = np.diag([0.0, 100.0, 100.0])
     cost = QuadraticCost("flops", t, "MACs")
-    alloc = solve([1.0, 0.1], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8)
-    assert alloc.widths[0] > alloc.widths[1]
-    swapped = solve([0.1, 1.0], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8)
-    assert swapped.widths == alloc.widths[::-1]
+    for objective in ("linear", "log"):
+        alloc = solve([1.0, 0.1], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8,
+                      objective=objective)
+        assert alloc.widths[0] > alloc.widths[1]
+        swapped = solve([0.1, 1.0], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8,
+                        objective=objective)
+        assert swapped.widths == alloc.widths[::-1]
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5, 0.7])
+def test_log_objective_with_equal_importance_is_uniform_scaling(ratio):
+    full = [64, 128, 128, 256, 256, 512]
+    cost = _chain_cost(full)
+    budget = ratio * cost.full()
+    alloc = solve(np.ones(len(full)), cost, budget, full, alpha_min=0.1, round_to=1,
+                  objective="log")
+    # the continuous optimum is one common ratio; rounding moves it by a channel
+    assert np.ptp(alloc.alpha) < 1e-3
+    kept = np.array(alloc.widths) / full
+    assert np.ptp(kept) < 2 / 64 and alloc.cost <= budget
+    # and importance only scales: the same answer for any common value
+    again = solve(np.full(len(full), 0.3), cost, budget, full, alpha_min=0.1, round_to=1,
+                  objective="log")
+    assert again.widths == alloc.widths
+
+
+def test_log_objective_tilts_widths_by_importance():
+    full = [64, 64, 64, 64, 64]
+    cost = _chain_cost(full)
+    budget = 0.5 * cost.full()
+    even = solve(np.ones(5), cost, budget, full, objective="log").widths
+    imp = np.array([1.0, 1.0, 0.4, 1.0, 1.0])
+    tilted = solve(imp, cost, budget, full, objective="log")
+    assert tilted.widths[2] < even[2]  # the unimportant group gives up channels
+    assert sum(tilted.widths) - tilted.widths[2] > sum(even) - even[2]
+    # a tilt, not a corner: nobody is cut to the minimum or kept whole
+    assert all(8 < w < 64 for w in tilted.widths)
+    with pytest.raises(ValueError, match="objective"):
+        solve(imp, cost, budget, full, objective="quadratic")
 
 
 def test_infeasible_budget_names_the_smallest_cost():

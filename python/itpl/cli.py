@@ -116,8 +116,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         source, budget, weights=args.weights, input_shape=args.input_shape, data=data,
         data_label=label, profile=profile, seed=args.seed, samples=args.samples,
         debiased=args.debiased, beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
-        criterion=args.criterion, num_threads=args.threads, progress=_progress(args),
-        device=None if args.no_refine else device,
+        objective=args.objective, criterion=args.criterion, num_threads=args.threads,
+        progress=_progress(args), device=None if args.no_refine else device,
     )
     if not result.pruned:
         unpruned = result.cost.full()
@@ -402,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--debiased", action="store_true", help="debiased HSIC estimator")
     prune.add_argument("--beta", type=float,
                        help="Eq. 9's beta (default: 1/(max-min) of the nHSIC sums, an e-fold spread)")
+    prune.add_argument("--objective", choices=["log", "linear"], default="log",
+                       help="log: uniform scaling tilted by importance (default); linear: the "
+                            "paper's Eq. 11, which keeps groups whole or cuts them to the minimum")
     prune.add_argument("--alpha-min", type=float, default=0.1,
                        help="smallest width ratio of any group (default 0.1)")
     prune.add_argument("--round-to", type=_positive,

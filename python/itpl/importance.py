@@ -41,7 +41,11 @@ class Importance:
         Eq. 9 per layer, scaled to a maximum of 1; 0 for dead layers.
     group_importance : numpy.ndarray
         Sum of its layers' importances per group: layers that share a width
-        share one alpha, so their terms of ``i^T alpha`` add up.
+        share one alpha, so their terms of Eq. 11's ``i^T alpha`` add up.
+    group_mean_importance : numpy.ndarray
+        Mean of its layers' importances per group: the tilt of the ``log``
+        objective (:func:`itpl.solve.solve`), whose cost weights already count
+        every layer a group's width touches.
     beta : float
         The beta used.
     debiased : bool
@@ -57,6 +61,7 @@ class Importance:
     nhsic: np.ndarray
     layer_importance: np.ndarray
     group_importance: np.ndarray
+    group_mean_importance: np.ndarray
     beta: float
     debiased: bool
     samples: int
@@ -176,8 +181,10 @@ def compute_importance(
     layer_imp, beta, dead = importance_from_nhsic(matrix, beta, dead)
     group_imp = np.zeros(len(graph.groups))
     np.add.at(group_imp, np.asarray(layer_groups), layer_imp)
+    members = np.bincount(np.asarray(layer_groups), minlength=len(graph.groups))
     return Importance(
         layers=layers, layer_groups=layer_groups, nhsic=matrix, layer_importance=layer_imp,
-        group_importance=group_imp, beta=beta, debiased=debiased, samples=n,
+        group_importance=group_imp, group_mean_importance=group_imp / np.maximum(members, 1),
+        beta=beta, debiased=debiased, samples=n,
         dead=[layers[i] for i in np.flatnonzero(dead)],
     )

@@ -25,7 +25,7 @@ class GroupPlan:
     full: int
     kept: int
     channels: list[int]
-    importance: float
+    importance: float  # what the solver weighed: mean (log objective) or sum (linear) of its layers'
     alpha: float  # continuous solver ratio before rounding
     zero_importance_kept: int  # width the same solver gives with zero importance
     members: list[str] = field(default_factory=list)

@@ -21,7 +21,7 @@ from itpl.graph import ModelGraph, analyze
 from itpl.importance import Importance, compute_importance
 from itpl.models.source import ModelSource, load_weights
 from itpl.plan import GroupPlan, Plan
-from itpl.solve import Allocation, check_feasible, solve
+from itpl.solve import OBJECTIVES, Allocation, check_feasible, solve
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ def prune_model(
     beta: float | None = None,
     alpha_min: float = 0.1,
     round_to: int | None = None,
+    objective: str = "log",
     criterion: str = "l1",
     num_threads: int | None = None,
     progress: bool = False,
@@ -144,9 +145,11 @@ def prune_model(
         budgets (the device's channel tile), else 8.
     seed, samples : int
         Random calibration data when ``data`` is None.
-    debiased, beta, alpha_min, criterion, num_threads
+    debiased, beta, alpha_min, objective, criterion, num_threads
         See :func:`itpl.importance.compute_importance`, :func:`itpl.solve.solve`
-        and :func:`itpl.prune.select_channels`.
+        and :func:`itpl.prune.select_channels`. The ``log`` objective is
+        tilted by each group's mean layer importance, ``linear`` (Eq. 11)
+        weighs it by the sum.
     progress : bool
         Progress bar during activation capture.
     device : Device, optional
@@ -181,6 +184,8 @@ def prune_model(
     if target >= full_cost:
         return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
                            profile=profile)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     check_feasible(cost, target, graph.widths, alpha_min, round_to)  # before the slow part
     if data is None:
         _warn("no --data: importance from random inputs carries no information about "
@@ -190,9 +195,12 @@ def prune_model(
     importance = compute_importance(graph, data, debiased=debiased, beta=beta,
                                     num_threads=num_threads, progress=progress)
     widths = graph.widths
+    scores = (importance.group_mean_importance if objective == "log"
+              else importance.group_importance)
 
-    def solve_for(goal, scores=importance.group_importance):
-        return solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to)
+    def solve_for(goal, scores=scores):
+        return solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to,
+                     objective=objective)
 
     refined = None
     if budget.kind == "latency" and device is not None:
@@ -211,9 +219,8 @@ def prune_model(
         GroupPlan(root=g.root, full=g.width, kept=w, channels=ch,
                   importance=float(imp), alpha=float(a), zero_importance_kept=z,
                   members=list(g.members))
-        for g, w, ch, imp, a, z in zip(graph.groups, allocation.widths, channels,
-                                       importance.group_importance, allocation.alpha,
-                                       zero.widths)
+        for g, w, ch, imp, a, z in zip(graph.groups, allocation.widths, channels, scores,
+                                       allocation.alpha, zero.widths)
     ]
     plan = Plan(
         model=source.name, model_kwargs=dict(source.kwargs), input_shape=list(shape),
@@ -225,7 +232,8 @@ def prune_model(
                                 "steps": refined.steps}} if refined else {})},
         settings={"samples": importance.samples, "data": data_label or "tensor",
                   "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
-                  "alpha_min": alpha_min, "round_to": round_to, "criterion": criterion,
+                  "alpha_min": alpha_min, "round_to": round_to, "objective": objective,
+                  "criterion": criterion,
                   "weights": os.path.basename(weights) if weights else None},
         groups=groups,
     )
@@ -290,11 +298,13 @@ def summary_lines(result: PruneResult) -> list[str]:
                         f"{refined['unpruned_ms']:.3f} ms measured)" if refined["unpruned_ms"] else "")
                      + ("" if refined["met"] else ": NOT MET, the fastest candidate is kept"))
     moved = result.channels_moved
+    baseline = ("uniform scaling (zero importance)" if plan.settings.get("objective") == "log"
+                else "zero importance")
     if moved:
         lines.append(f"importance moved {moved} channels across "
-                     f"{sum(1 for m in result.moved if m)} groups vs zero importance")
+                     f"{sum(1 for m in result.moved if m)} groups vs {baseline}")
     else:
-        lines.append("importance moved nothing: zero importance gives the same widths")
+        lines.append(f"importance moved nothing: {baseline} gives the same widths")
     if result.importance.dead:
         lines.append(f"constant (dead) layers, importance 0: {', '.join(result.importance.dead)}")
     return lines

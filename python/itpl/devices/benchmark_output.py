@@ -16,6 +16,13 @@ statistics line, ``count=50 first=20580 curr=20513 min=20144 max=21374
 avg=20525.6 std=240`` (``count=1 curr=...`` or ``count=N curr=...(all same)``
 when every run took the same time); the last one belongs to the timed runs and
 gives their count, minimum and maximum, and a median where the tool prints one.
+
+Provenance: the statistics line is ``Stat::OutputToStream`` of
+``xla/tsl/util/stats_calculator.h``, read in the headers that the
+``tensorflow-cpu`` 2.20.0 wheel ships (the only TF source reachable from
+here); its three cases (empty, all the same, the full line) are the ones
+above. The summary lines were written from memory of the tool's logs and
+have not been checked against ``benchmark_model.cc``, which no wheel ships.
 """
 
 from __future__ import annotations
