@@ -13,8 +13,8 @@ from itpl.cost import QuadraticCost
 from itpl.devices.local import LocalDevice
 from itpl.graph import analyze
 from itpl.profile import (
-    _PROBE_WIDTHS, _PROBES, SampleCache, _add_layer, _columns, _fit, _grid, channel_tile,
-    check_device, check_profile, profile_model, read_profile, write_profile,
+    _PROBE_WIDTHS, _PROBES, TILES, SampleCache, _add_layer, _columns, _fit, _grid, channel_tile,
+    check_device, check_profile, measure_channel_tile, profile_model, read_profile, write_profile,
 )
 from itpl.solve import allowed_widths
 from tests.small_models import ConcatNet, ResidualNet
@@ -33,6 +33,19 @@ def test_channel_tile_finds_the_simd_step():
     # 32-wide tiles, with the cheaper half tile that AVX-512 kernels show
     step32 = {16: 2.2, 32: 3.4}
     assert channel_tile(_probe_times(lambda c: step32.get(c, 1.0 + 0.08 * 32 * -(-c // 32)))) == 32
+
+
+def test_channel_tile_measured_alone_on_the_real_device():
+    timed = []
+
+    class Counting(LocalDevice):
+        def time_model(self, path, **kw):
+            timed.append(os.path.getsize(path))
+            return super().time_model(path, **kw)
+
+    assert measure_channel_tile(Counting(), max_seconds=0.02) in TILES
+    assert len(timed) == len(_PROBES) * len(_PROBE_WIDTHS)
+    assert len(set(timed)) == len(timed)  # every probe its own model
 
 
 def test_layer_fit_substitutes_channel_counts_exactly():

@@ -106,6 +106,13 @@ def test_log_objective_tilts_widths_by_importance():
         solve(imp, cost, budget, full, objective="quadratic")
 
 
+def test_log_objective_keeps_a_group_that_costs_nothing_whole():
+    t = np.diag([0.0, 100.0, 0.0])  # the second group's width costs nothing
+    cost = QuadraticCost("flops", t, "MACs")
+    alloc = solve([1.0, 0.2], cost, 50.0, [64, 64], alpha_min=0.1, round_to=8)
+    assert alloc.widths[1] == 64 and alloc.cost <= 50.0
+
+
 def test_infeasible_budget_names_the_smallest_cost():
     full = [32, 64]
     cost = _chain_cost(full)

@@ -609,6 +609,18 @@ def channel_tile(times: dict[str, float], tolerance: float = 0.05) -> int:
     return TILES[int(np.argmin(errors))]
 
 
+def measure_channel_tile(device: Device, *, threads: int = 1, batch: int = 1,
+                         max_seconds: float = 0.5) -> int:
+    """Time the probe layers on ``device`` and return its channel tile (:func:`channel_tile`).
+
+    The same probes as :func:`profile_model`'s first step, on their own: a few
+    seconds on a CPU, for choosing ``round_to`` without a whole profile.
+    """
+    store = SampleCache(None, {})
+    _measure(_probe_jobs(batch), store, device, None, threads, batch, max_seconds, False, "")
+    return channel_tile({k: store.get(k).median_ms for k, _ in _probe_jobs(batch)})
+
+
 def _write_micro(path: str, shape: LayerShape, c_in: int, c_out: int, rows: int) -> None:
     with open(path, "wb") as f:
         f.write(micro_model(shape, c_in, c_out, batch=rows))

@@ -7,12 +7,14 @@ Two objectives:
   minimum. On a trained ResNet-20 (bench/quality.py) it kept the residual
   streams whole and cut every inner conv of the last stage to 8 channels, and
   lost to plain uniform scaling after fine-tuning.
-- ``log`` (the default): maximise ``sum_g w_g log alpha_g`` with ``w_g = m_g
-  a_g dC/da_g`` at the uniform allocation ``a`` that meets the budget and
-  ``m_g`` the importance over its mean. With equal importances uniform scaling
-  is the optimum; importance tilts each group's share of the budget away from
-  it. In ``log alpha`` the budget is convex (a sum of exponentials of sums)
-  and the objective linear, so the optimum is unique and no corner.
+- ``log`` (the default): uniform width scaling tilted by importance. In
+  ``x = log alpha`` it maximises ``sum_g s_g (m_g x_g - (x_g - u_g)^2 / 2)``:
+  ``u`` the uniform allocation that meets the budget, ``s_g`` the group's
+  share of the marginal cost there, ``m_g`` its importance over the mean.
+  With equal importances uniform scaling is the optimum. In ``x`` the budget
+  is convex (a sum of exponentials of sums of ``x``) and the objective
+  strictly concave, so the optimum is unique and moves smoothly with the
+  importances.
 
 SLSQP with analytic gradients finds continuous ratios in ``[alpha_min, 1]``.
 They are then rounded to hardware-friendly integer widths (multiples of
@@ -93,6 +95,12 @@ def check_feasible(cost: QuadraticCost, budget: float, full: list[int], alpha_mi
         )
 
 
+def check_objective(objective: str) -> None:
+    """Raise a ValueError unless ``objective`` is one of :data:`OBJECTIVES`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+
 class _Linear:
     """Eq. 11's ``i^T alpha``."""
 
@@ -120,7 +128,7 @@ class _TiltedLog:
     layers, widening one group while narrowing its neighbours costs the
     same), and a plain ``m^T x`` ran along them to the bounds on the slightest
     tilt. With it a group's log-width moves by about its importance's
-    deviation from the mean: at most a factor e.
+    deviation from the mean, where the budget allows.
     """
 
     def __init__(self, importance, cost: QuadraticCost, uniform):
@@ -282,8 +290,7 @@ def solve(
         raise ValueError(f"alpha_min must be in (0, 1], got {alpha_min}")
     if round_to < 1:
         raise ValueError(f"round_to must be a positive integer, got {round_to}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    check_objective(objective)
     check_feasible(cost, budget, full, alpha_min, round_to)
     options = [allowed_widths(c, alpha_min, round_to) for c in full]
     lower = _ratios([o[0] for o in options], full)
@@ -305,4 +312,3 @@ def solve(
         objective=float(goal.terms(_ratios(widths, full)).sum()),
         solver_message=str(result.message),
     )
-

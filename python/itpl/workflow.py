@@ -21,7 +21,7 @@ from itpl.graph import ModelGraph, analyze
 from itpl.importance import Importance, compute_importance
 from itpl.models.source import ModelSource, load_weights
 from itpl.plan import GroupPlan, Plan
-from itpl.solve import OBJECTIVES, Allocation, check_feasible, solve
+from itpl.solve import Allocation, check_feasible, check_objective, solve
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,7 @@ def prune_model(
     if target >= full_cost:
         return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
                            profile=profile)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    check_objective(objective)
     check_feasible(cost, target, graph.widths, alpha_min, round_to)  # before the slow part
     if data is None:
         _warn("no --data: importance from random inputs carries no information about "
