@@ -33,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+from itpl.bench import median_in_rounds
 from itpl.cost import build_cost, format_amount
 from itpl.data import random_calibration
 from itpl.devices import get_device
@@ -112,11 +113,8 @@ def _compare(name, profile, device, args):
     with tempfile.TemporaryDirectory(prefix="itpl-latency-") as tmp:
         paths = [export_tflite(m[-1], shape, os.path.join(tmp, f"{i}.tflite")).path
                  for i, m in enumerate(models)]
-        times = [[] for _ in models]
-        for _ in range(args.rounds):
-            for i, path in enumerate(paths):
-                times[i].append(device.time_model(path, threads=args.threads, max_seconds=2).median_ms)
-    measured = [float(np.median(t)) for t in times]
+        measured = median_in_rounds(paths, device, threads=args.threads, rounds=args.rounds,
+                                    max_seconds=2)
     base = measured[0]
     print(f"\n{name}, budget {args.ratio:.0%} of the unpruned latency "
           f"({budget:.3f} ms {'at profiling' if args.no_refine else 'when pruned'}; {args.threads} thread{'s' if args.threads != 1 else ''}, "

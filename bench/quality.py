@@ -60,6 +60,7 @@ import time
 import numpy as np
 import torch
 
+from itpl.bench import median_in_rounds
 from itpl.cost import build_cost
 from itpl.data import LabelledData
 from itpl.devices import get_device
@@ -248,19 +249,14 @@ def time_interleaved(graph, device, widths_list, rounds=5, max_seconds=1.0):
     The machine is shared and drifts; timing every model once per round and
     taking medians over rounds lets the drift fall on all of them alike.
     """
-    models = [tuple(graph.widths), *{tuple(w) for w in widths_list}]
+    models = list(dict.fromkeys([tuple(graph.widths), *map(tuple, widths_list)]))
     with tempfile.TemporaryDirectory() as tmp:
         whole = WholeModels(graph, 1, tmp)
-        paths = {}
-        for i, w in enumerate(models):
-            paths[w] = os.path.join(tmp, f"m{i}.tflite")
-            whole.write(list(w), paths[w])
-        samples = {w: [] for w in models}
-        for _ in range(rounds):
-            for w in models:
-                samples[w].append(device.time_model(paths[w], threads=1,
-                                                    max_seconds=max_seconds).median_ms)
-    return {w: float(np.median(v)) for w, v in samples.items()}
+        paths = [os.path.join(tmp, f"m{i}.tflite") for i in range(len(models))]
+        for w, path in zip(models, paths):
+            whole.write(list(w), path)
+        ms = median_in_rounds(paths, device, threads=1, rounds=rounds, max_seconds=max_seconds)
+    return dict(zip(models, ms))
 
 
 def train_base(args, train, val):

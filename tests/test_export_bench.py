@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from itpl import models
-from itpl.bench import compare, tflite_batch
+from itpl.bench import compare, median_in_rounds, tflite_batch
 from itpl.cli import main
 from itpl.export import export_tflite, run_tflite
 
@@ -26,6 +26,25 @@ def r20_files(tmp_path_factory):
     model = models.build("resnet20")
     return {b: export_tflite(model, (3, 32, 32), str(folder / f"r20-b{b}.tflite"), batch=b).path
             for b in (1, 2)}, model
+
+
+def test_median_in_rounds_times_the_models_in_turn(r20_files):
+    from itpl.devices.local import LocalDevice
+
+    files, _ = r20_files
+    order, medians = [], {}
+
+    class Recording(LocalDevice):
+        def time_model(self, path, **kw):
+            timing = super().time_model(path, **kw)
+            order.append(path)
+            medians.setdefault(path, []).append(timing.median_ms)
+            return timing
+
+    paths = [files[1], files[2]]
+    got = median_in_rounds(paths, Recording(), threads=1, rounds=3, max_seconds=0.05)
+    assert order == paths * 3  # one of each per round, never one model's rounds in a row
+    assert got == [float(np.median(medians[p])) for p in paths]
 
 
 def test_export_round_trip_numerics(r20_files):

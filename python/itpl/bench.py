@@ -3,6 +3,7 @@ regression comparison between two result files."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict
 
 from itpl.devices.base import Device
@@ -45,6 +46,21 @@ def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, th
     for r in rows:
         r["speedup"] = base[r["batch"]] / r["median_ms"] if r["batch"] in base else None
     return {"format": FORMAT, "device": device.facts(threads), "results": rows}
+
+
+def median_in_rounds(paths: list[str], device: Device, *, threads: int, rounds: int,
+                     max_seconds: float) -> list[float]:
+    """Median ms of each model over ``rounds`` rounds that time every model once, in turn.
+
+    On a shared machine the drift then falls on all models alike, and ratios
+    between them hold where absolute times do not.
+    """
+    samples = [[] for _ in paths]
+    for _ in range(rounds):
+        for i, path in enumerate(paths):
+            samples[i].append(device.time_model(path, threads=threads,
+                                                max_seconds=max_seconds).median_ms)
+    return [statistics.median(v) for v in samples]
 
 
 def format_table(result: dict) -> str:

@@ -460,9 +460,7 @@ def profile_model(
     # Identity facts only: a phone's wireless-debugging port may change between runs.
     store = SampleCache(cache, {"cache": CACHE_FORMAT, "fingerprint": fp,
                                 "device": {k: facts.get(k) for k in IDENTITY}, "batch": batch})
-    probes = _probe_jobs(batch)
-    _measure(probes, store, device, graph, threads, batch, max_seconds, progress, "channel tile")
-    tile = channel_tile({k: store.get(k).median_ms for k, _ in probes})
+    tile = _probe_tile(store, device, threads, batch, max_seconds, progress)
     round_to = round_to or tile
     lows = [allowed_widths(w, alpha_min, round_to)[0] for w in widths]
 
@@ -616,9 +614,15 @@ def measure_channel_tile(device: Device, *, threads: int = 1, batch: int = 1,
     The same probes as :func:`profile_model`'s first step, on their own: a few
     seconds on a CPU, for choosing ``round_to`` without a whole profile.
     """
-    store = SampleCache(None, {})
-    _measure(_probe_jobs(batch), store, device, None, threads, batch, max_seconds, False, "")
-    return channel_tile({k: store.get(k).median_ms for k, _ in _probe_jobs(batch)})
+    return _probe_tile(SampleCache(None, {}), device, threads, batch, max_seconds, False)
+
+
+def _probe_tile(store: SampleCache, device: Device, threads: int, batch: int,
+                max_seconds: float, progress: bool) -> int:
+    """Time the probe layers not yet in ``store``, then read the tile off them."""
+    probes = _probe_jobs(batch)
+    _measure(probes, store, device, None, threads, batch, max_seconds, progress, "channel tile")
+    return channel_tile({k: store.get(k).median_ms for k, _ in probes})
 
 
 def _write_micro(path: str, shape: LayerShape, c_in: int, c_out: int, rows: int) -> None:

@@ -281,14 +281,13 @@ def summary_lines(result: PruneResult) -> list[str]:
     b = plan.budget
     fmt = (lambda v: f"{v:.3f}") if cost.kind == "latency" else format_amount
     refined = b.get("refined")
-    if refined:  # the budget is in measured ms; the profile's numbers are predictions
-        lines.append(f"{cost.kind} predicted by the profile: {fmt(b['full'])} -> "
-                     f"{fmt(b['predicted'])} {cost.unit} ({b['predicted'] / b['full']:.1%})")
-    else:
+    if not refined:
         lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
                      f"{cost.unit} (budget {fmt(b['value'])}, "
                      f"{b['predicted'] / b['full']:.1%} of unpruned)")
-    if refined:
+    else:  # the budget is in measured ms; the profile's numbers are predictions
+        lines.append(f"{cost.kind} predicted by the profile: {fmt(b['full'])} -> "
+                     f"{fmt(b['predicted'])} {cost.unit} ({b['predicted'] / b['full']:.1%})")
         last = min((s for s in refined["steps"] if s["predicted"] == b["predicted"]),
                    key=lambda s: s["measured_ms"])
         lines.append(f"timed {len(refined['steps'])} candidates on the device: "
