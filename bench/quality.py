@@ -14,11 +14,13 @@ generator seeded by its index:
   by any angle, centred anywhere that keeps most of it inside;
 - Gaussian pixel noise (sigma 0.07 to 0.16).
 
-An unpruned ResNet-20 is trained on it (SGD, cosine schedule, 12 epochs at a
-peak learning rate of 0.04). Then at two budgets, 50% of its FLOPs and 60% of
-its latency on the local CPU (1 thread), five allocations are pruned from the
-same trained model (channels kept by L1 norm) and fine-tuned the same way (2
-epochs, peak learning rate 0.01):
+An unpruned ResNet-20 (or, with ``--model vgg16-quarter``, VGG-16 at a
+quarter of its width: 16 to 128 channels, 20M multiply-accumulates) is trained
+on it (SGD, cosine schedule, 12 epochs at a peak learning rate of 0.04). Then
+at two budgets, 50% of its FLOPs and 60% of its latency on the local CPU (1
+thread), five allocations are pruned from the same trained model (channels
+kept by L1 norm) and fine-tuned the same way (2 epochs, peak learning rate
+0.01):
 
 1. itpl's default: nHSIC importance, the ``log`` objective;
 2. the same with the debiased HSIC estimator;
@@ -53,7 +55,8 @@ images (4000 of them new) the same models were 0.3 apart.
 Bar (issue 7): the default's mean accuracy is at least the uniform's and the
 zero-importance allocation's, at both budgets.
 
-    python bench/quality.py [--seeds 3] [--train 6000] [--test 5000] [--epochs 12] [--ft-epochs 2]
+    python bench/quality.py [--model resnet20|vgg16-quarter] [--seeds 3] [--train 6000]
+                            [--test 5000] [--epochs 12] [--ft-epochs 2]
                             [--base-cache FILE] [--json out.json]
 """
 
@@ -86,6 +89,12 @@ from itpl.workflow import Budget, prune_model
 CLASSES = ["disk", "ring", "square", "triangle", "plus", "star", "bar", "L", "half-disk",
            "crescent"]
 SIZE = 32
+# Models the bench can train: label -> (built-in name, constructor arguments).
+MODELS = {
+    "resnet20": ("resnet20", {"num_classes": 10}),
+    "vgg16-quarter": ("vgg16", {"num_classes": 10, "config": [
+        16, 16, "M", 32, 32, "M", 64, 64, 64, "M", 128, 128, 128, "M", 128, 128, 128]}),
+}
 
 
 def _inside(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -185,8 +194,8 @@ def _largest_under(cost, budget, widths, shape_of, alpha_min, round_to):
 GOAL_GRID = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
 
 
-def allocations(model, data, cost, budget, seed, *, alpha_min=0.1, round_to=8, profile=None,
-                device=None):
+def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round_to=8,
+                profile=None, device=None):
     """The five allocations of one budget, as widths per group.
 
     itpl's default is what :func:`itpl.workflow.prune_model` solves with its
@@ -198,7 +207,6 @@ def allocations(model, data, cost, budget, seed, *, alpha_min=0.1, round_to=8, p
     """
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:256]
     kw = dict(data=data[pick], profile=profile, alpha_min=alpha_min, round_to=round_to)
-    source = ModelSource("resnet20", {"num_classes": 10})
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "w.pt")
         torch.save(model.state_dict(), weights)
@@ -269,9 +277,10 @@ def time_interleaved(graph, device, widths_list, rounds=5, max_seconds=1.0):
 
 
 def train_base(args, train, val):
-    """The unpruned ResNet-20, trained here or read from ``--base-cache``."""
+    """The unpruned model, trained here or read from ``--base-cache``."""
     torch.manual_seed(0)
-    model = build("resnet20", num_classes=10)
+    name, kwargs = MODELS[args.model]
+    model = build(name, **kwargs)
     cached = bool(args.base_cache and os.path.exists(args.base_cache))
     if cached:  # the trained unpruned model of an earlier run with the same settings
         model.load_state_dict(torch.load(args.base_cache, weights_only=True))
@@ -287,13 +296,15 @@ def train_base(args, train, val):
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="resnet20")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--train", type=int, default=6000, help="training images")
     p.add_argument("--val", type=int, default=1000,
                    help="validation images (choose the best fine-tuning epoch)")
     p.add_argument("--test", type=int, default=5000, help="test images (every accuracy reported)")
     p.add_argument("--epochs", type=int, default=12, help="epochs of the unpruned model")
-    p.add_argument("--lr", type=float, default=0.04, help="peak learning rate of the unpruned model")
+    p.add_argument("--lr", type=float, default=0.04,
+                   help="peak learning rate of the unpruned model")
     p.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs")
     p.add_argument("--ft-lr", type=float, default=0.01, help="peak learning rate of fine-tuning")
     p.add_argument("--flops-ratio", type=float, default=0.5)
@@ -310,15 +321,16 @@ def main(argv=None) -> dict:
           f"{time.perf_counter() - start:.0f} s", flush=True)
     model, cached = train_base(args, train, val)
     unpruned = evaluate(model, test)["top1"]
-    print(f"unpruned ResNet-20: test top-1 {unpruned:.1%} after {args.epochs} epochs"
+    print(f"unpruned {args.model}: test top-1 {unpruned:.1%} after {args.epochs} epochs"
           f"{' (cached)' if cached else ''} "
           f"({time.perf_counter() - start:.0f} s so far)", flush=True)
 
     device = get_device("local")
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
+    source = ModelSource(*MODELS[args.model])
     # Multiples of 8, not the CPU's 32-channel tile: at 16/32/64 channels a
     # tile of 32 would leave almost nothing to allocate.
-    profile = profile_model(graph, device, name="resnet20", kwargs={"num_classes": 10},
+    profile = profile_model(graph, device, name=source.name, kwargs=source.kwargs,
                             max_seconds=0.3, round_to=8)
     budgets = {
         f"{args.flops_ratio:.0%} FLOPs": (Budget("flops", ratio=args.flops_ratio),
@@ -331,8 +343,8 @@ def main(argv=None) -> dict:
         for name, (budget, cost, prof) in budgets.items():
             rows = {}
             for seed in range(args.seeds):
-                allocs = allocations(model, train.images, cost, budget, seed, profile=prof,
-                                     device=device if prof is not None else None)
+                allocs = allocations(model, source, train.images, cost, budget, seed,
+                                     profile=prof, device=device if prof is not None else None)
                 for label, widths in allocs.items():  # the shapes behind the accuracies
                     print(f"  {name}, seed {seed}, {label:<16} widths {list(widths)}")
                 for label, widths in allocs.items():
