@@ -57,6 +57,7 @@ zero-importance allocation's, at both budgets.
 
     python bench/quality.py [--model resnet20|vgg16-quarter] [--seeds 3] [--train 6000]
                             [--test 5000] [--epochs 12] [--ft-epochs 2]
+                            [--budgets flops:0.5,latency:0.6] [--allocations default,uniform,...]
                             [--base-cache FILE] [--json out.json]
 """
 
@@ -190,13 +191,17 @@ def _largest_under(cost, budget, widths, shape_of, alpha_min, round_to):
     return _scaled(widths, shape_of(lo), alpha_min, round_to)
 
 
+# Short names (--allocations) of the five allocations' labels.
+ALLOCATIONS = {"default": "nHSIC (default)", "debiased": "nHSIC debiased",
+               "zero": "zero importance", "uniform": "uniform", "random": "random"}
+
 # Goals tried for a latency budget, as multiples of the profile's prediction.
 GOAL_GRID = (0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2)
 
 
 def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round_to=8,
-                profile=None, device=None):
-    """The five allocations of one budget, as widths per group.
+                profile=None, device=None, keep=None):
+    """The allocations of one budget (all five, or the labels in ``keep``), as widths per group.
 
     itpl's default is what :func:`itpl.workflow.prune_model` solves with its
     importance. For a latency budget with a ``device``, every allocation's
@@ -233,6 +238,7 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
     }
     goal = budget.resolve(cost.full())
     assert solvers["nHSIC (default)"](goal) == default.allocation.widths
+    solvers = {label: f for label, f in solvers.items() if keep is None or label in keep}
     if device is None or budget.kind != "latency":
         return {label: solve_for(goal) for label, solve_for in solvers.items()}
     candidates = {label: [] for label in solvers}
@@ -251,6 +257,32 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
         out[label] = (max(under, key=lambda w: ms[tuple(w)]) if under
                       else min(widths, key=lambda w: ms[tuple(w)]))
     return out
+
+
+def _budgets(text):
+    """``flops:0.5,latency:0.6`` -> ``[("flops", 0.5), ("latency", 0.6)]``."""
+    out = []
+    for item in text.split(","):
+        kind, _, ratio = item.partition(":")
+        try:
+            value = float(ratio)
+        except ValueError:
+            value = -1.0
+        if kind not in ("flops", "latency") or not 0 < value < 1:
+            raise argparse.ArgumentTypeError(
+                f"'{item}' is not KIND:RATIO with KIND flops or latency and 0 < RATIO < 1")
+        out.append((kind, value))
+    return out
+
+
+def _allocation_labels(text):
+    """``default,uniform`` -> the labels of those allocations; the default is always kept."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in ALLOCATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown allocation '{unknown[0]}'; choose from {','.join(ALLOCATIONS)}")
+    return {ALLOCATIONS["default"], *(ALLOCATIONS[n] for n in names)}
 
 
 def pruned_copy(model, widths):
@@ -307,8 +339,11 @@ def main(argv=None) -> dict:
                    help="peak learning rate of the unpruned model")
     p.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs")
     p.add_argument("--ft-lr", type=float, default=0.01, help="peak learning rate of fine-tuning")
-    p.add_argument("--flops-ratio", type=float, default=0.5)
-    p.add_argument("--latency-ratio", type=float, default=0.6)
+    p.add_argument("--budgets", type=_budgets, default="flops:0.5,latency:0.6",
+                   help="comma-separated KIND:RATIO of the unpruned cost, KIND flops or "
+                        "latency (default: flops:0.5,latency:0.6)")
+    p.add_argument("--allocations", type=_allocation_labels, default=",".join(ALLOCATIONS),
+                   help=f"comma-separated subset of {','.join(ALLOCATIONS)} (default: all)")
     p.add_argument("--base-cache", metavar="FILE",
                    help="keep the trained unpruned model here and reuse it on later runs "
                         "(same --train/--epochs/--lr only: nothing checks that)")
@@ -328,23 +363,27 @@ def main(argv=None) -> dict:
     device = get_device("local")
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
     source = ModelSource(*MODELS[args.model])
-    # Multiples of 8, not the CPU's 32-channel tile: at 16/32/64 channels a
-    # tile of 32 would leave almost nothing to allocate.
-    profile = profile_model(graph, device, name=source.name, kwargs=source.kwargs,
-                            max_seconds=0.3, round_to=8)
+    profile = None
+    if any(kind == "latency" for kind, _ in args.budgets):
+        # Multiples of 8, not the CPU's 32-channel tile: at 16/32/64 channels a
+        # tile of 32 would leave almost nothing to allocate.
+        profile = profile_model(graph, device, name=source.name, kwargs=source.kwargs,
+                                max_seconds=0.3, round_to=8)
     budgets = {
-        f"{args.flops_ratio:.0%} FLOPs": (Budget("flops", ratio=args.flops_ratio),
-                                         build_cost(graph, "flops"), None),
-        f"{args.latency_ratio:.0%} latency": (Budget("latency", ratio=args.latency_ratio),
-                                             profile.cost(), profile),
+        f"{ratio:.0%} {'FLOPs' if kind == 'flops' else kind}": (
+            Budget(kind, ratio=ratio),
+            *((build_cost(graph, "flops"), None) if kind == "flops" else (profile.cost(), profile)))
+        for kind, ratio in args.budgets
     }
-    report = {"unpruned_top1": unpruned, "settings": vars(args), "budgets": {}}
+    settings = {**vars(args), "allocations": sorted(args.allocations)}
+    report = {"unpruned_top1": unpruned, "settings": settings, "budgets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (budget, cost, prof) in budgets.items():
             rows = {}
             for seed in range(args.seeds):
                 allocs = allocations(model, source, train.images, cost, budget, seed,
-                                     profile=prof, device=device if prof is not None else None)
+                                     profile=prof, device=device if prof is not None else None,
+                                     keep=args.allocations)
                 for label, widths in allocs.items():  # the shapes behind the accuracies
                     print(f"  {name}, seed {seed}, {label:<16} widths {list(widths)}")
                 for label, widths in allocs.items():
@@ -379,10 +418,10 @@ def main(argv=None) -> dict:
                       f"{o['tuned_mean']:>9.1%} ±{o['tuned_std']:>5.1%} "
                       f"{o['latency_ms']:>7.3f} ms {o['latency_ratio']:>5.1%}")
             d = out["nHSIC (default)"]["tuned_mean"]
-            print(f"bar: default {d:.1%} >= uniform {out['uniform']['tuned_mean']:.1%}: "
-                  f"{d >= out['uniform']['tuned_mean']}; >= zero importance "
-                  f"{out['zero importance']['tuned_mean']:.1%}: "
-                  f"{d >= out['zero importance']['tuned_mean']}", flush=True)
+            bar = [f"default {d:.1%} >= {label} {out[label]['tuned_mean']:.1%}: "
+                   f"{d >= out[label]['tuned_mean']}"
+                   for label in ("uniform", "zero importance") if label in out]
+            print(f"bar: {'; '.join(bar)}", flush=True)
             report["budgets"][name] = {"unpruned_ms": base_ms, "allocations": out}
     report["seconds"] = time.perf_counter() - start
     print(f"\ntotal {report['seconds'] / 60:.1f} min")
