@@ -421,7 +421,8 @@ def main(argv=None) -> dict:
             bar = [f"default {d:.1%} >= {label} {out[label]['tuned_mean']:.1%}: "
                    f"{d >= out[label]['tuned_mean']}"
                    for label in ("uniform", "zero importance") if label in out]
-            print(f"bar: {'; '.join(bar)}", flush=True)
+            if bar:
+                print(f"bar: {'; '.join(bar)}", flush=True)
             report["budgets"][name] = {"unpruned_ms": base_ms, "allocations": out}
     report["seconds"] = time.perf_counter() - start
     print(f"\ntotal {report['seconds'] / 60:.1f} min")
