@@ -17,10 +17,10 @@ generator seeded by its index:
 An unpruned ResNet-20 (or, with ``--model vgg16-quarter``, VGG-16 at a
 quarter of its width: 16 to 128 channels, 20M multiply-accumulates) is trained
 on it (SGD, cosine schedule, 12 epochs at a peak learning rate of 0.04). Then
-at two budgets, 50% of its FLOPs and 60% of its latency on the local CPU (1
-thread), five allocations are pruned from the same trained model (channels
-kept by L1 norm) and fine-tuned the same way (2 epochs, peak learning rate
-0.01):
+at two budgets (by default; ``--budgets``), 50% of its FLOPs and 60% of its
+latency on the local CPU (1 thread), five allocations are pruned from the
+same trained model (channels kept by L1 norm) and fine-tuned the same way (2
+epochs, peak learning rate 0.01):
 
 1. itpl's default: nHSIC importance, the ``log`` objective;
 2. the same with the debiased HSIC estimator;

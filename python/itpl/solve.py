@@ -13,7 +13,7 @@ Two objectives:
   ratio (the uniform log-cut), ``s_g`` the group's share of the marginal cost
   there, ``m_g`` its importance over the mean. With equal importances uniform
   scaling is the optimum; otherwise each group's log-cut is about
-  ``c (1 - (m_g - mean m))``, so importance shares out the cut. In ``x`` the budget
+  ``c (2 - m_g)``, so importance shares out the cut. In ``x`` the budget
   is convex (a sum of exponentials of sums of ``x``) and the objective
   strictly concave, so the optimum is unique and moves smoothly with the
   importances.
@@ -126,7 +126,7 @@ class _TiltedLog:
     of the marginal cost), ``u = log a``, ``c = -log max(a)`` the uniform
     log-cut and ``m`` the importance over its mean. With equal importances
     the uniform allocation meets the optimality conditions exactly; otherwise
-    group g's log-cut is about ``c (1 - (m_g - mean m))``: importance decides
+    group g's log-cut is about ``c (2 - m_g)``: importance decides
     how the cut is shared, and the tilt vanishes as the budget nears the full
     cost.
 
@@ -144,8 +144,8 @@ class _TiltedLog:
         # than moving widths by a fixed amount whatever the budget: a 95%
         # budget with an unscaled tilt cut one group 3x as deep as uniform
         # scaling and kept five whole.
-        self.cut = -math.log(float(uniform.max()))
-        self.tilt = self.cut * relative
+        cut = -math.log(float(uniform.max()))
+        self.tilt = cut * relative
         share = np.maximum(uniform * cost.gradient(uniform), 0.0)
         # A group that costs nothing still gets a little weight, which keeps it full.
         self.weights = np.maximum(share, 1e-9 * (share.sum() or 1.0))
