@@ -379,7 +379,7 @@ def main(argv=None) -> dict:
     report = {"unpruned_top1": unpruned, "settings": settings, "budgets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (budget, cost, prof) in budgets.items():
-            rows = {}
+            rows, pruned = {}, {}
             for seed in range(args.seeds):
                 allocs = allocations(model, source, train.images, cost, budget, seed,
                                      profile=prof, device=device if prof is not None else None,
@@ -387,9 +387,12 @@ def main(argv=None) -> dict:
                 for label, widths in allocs.items():  # the shapes behind the accuracies
                     print(f"  {name}, seed {seed}, {label:<16} widths {list(widths)}")
                 for label, widths in allocs.items():
-                    m = pruned_copy(model, widths)
-                    reestimate_bn(m, train)
-                    after_prune = evaluate(m, test)["top1"]
+                    key = tuple(widths)
+                    if key not in pruned:  # seeds and allocations often share widths
+                        m = pruned_copy(model, widths)
+                        reestimate_bn(m, train)
+                        pruned[key] = (m, evaluate(m, test)["top1"])
+                    m, after_prune = copy.deepcopy(pruned[key][0]), pruned[key][1]
                     cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=64, lr=args.ft_lr,
                                          warmup_epochs=0.3, seed=seed)
                     finetune(m, train, val, cfg, os.path.join(tmp, "ft"), progress=False)
