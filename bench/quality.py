@@ -210,13 +210,15 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
     allocation takes its slowest candidate under the budget: the five are
     compared at the same measured latency, chosen the same way.
     """
+    keep = set(ALLOCATIONS.values()) if keep is None else keep
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:256]
     kw = dict(data=data[pick], profile=profile, alpha_min=alpha_min, round_to=round_to)
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "w.pt")
         torch.save(model.state_dict(), weights)
         default = prune_model(source, budget, weights=weights, **kw)
-        debiased = prune_model(source, budget, weights=weights, debiased=True, **kw)
+        debiased = (prune_model(source, budget, weights=weights, debiased=True, **kw)
+                    if ALLOCATIONS["debiased"] in keep else None)
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
     full = graph.widths
     ratios = np.random.default_rng(seed).uniform(alpha_min, 1.0, len(full))
@@ -227,7 +229,8 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
 
     solvers = {
         "nHSIC (default)": solver(default.importance.group_mean_importance),
-        "nHSIC debiased": solver(debiased.importance.group_mean_importance),
+        "nHSIC debiased": (solver(debiased.importance.group_mean_importance) if debiased
+                           else None),
         # Eq. 11 as the authors ran it: linear objective, importance of no weight
         "zero importance": solver(np.zeros(len(full)), "linear"),
         # one ratio for every group, rounded by itpl's repair so it fills the budget
@@ -238,7 +241,7 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
     }
     goal = budget.resolve(cost.full())
     assert solvers["nHSIC (default)"](goal) == default.allocation.widths
-    solvers = {label: f for label, f in solvers.items() if keep is None or label in keep}
+    solvers = {label: f for label, f in solvers.items() if label in keep}
     if device is None or budget.kind != "latency":
         return {label: solve_for(goal) for label, solve_for in solvers.items()}
     candidates = {label: [] for label in solvers}
