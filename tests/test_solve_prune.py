@@ -80,15 +80,20 @@ def test_log_objective_with_equal_importance_is_uniform_scaling(ratio):
     cost = _chain_cost(full)
     budget = ratio * cost.full()
     alloc = solve(np.ones(len(full)), cost, budget, full, alpha_min=0.1, round_to=1,
-                  objective="log")
+                  objective="log", rounding="greedy")
     # the continuous optimum is one common ratio; rounding moves it by a channel
     assert np.ptp(alloc.alpha) < 1e-3
     kept = np.array(alloc.widths) / full
     assert np.ptp(kept) < 2 / 64 and alloc.cost <= budget
     # and importance only scales: the same answer for any common value
     again = solve(np.full(len(full), 0.3), cost, budget, full, alpha_min=0.1, round_to=1,
-                  objective="log")
+                  objective="log", rounding="greedy")
     assert again.widths == alloc.widths
+    # exact rounding trades a few channels for a tighter fit, never more
+    exact = solve(np.ones(len(full)), cost, budget, full, alpha_min=0.1, round_to=1,
+                  rounding="exact")
+    assert np.ptp(np.array(exact.widths) / full) < 4 / 64
+    assert alloc.objective <= exact.objective and exact.cost <= budget
 
 
 def test_log_objective_tilts_widths_by_importance():
