@@ -42,7 +42,13 @@ def test_prune_resnet20_to_half_the_flops(tmp_path, calib, capsys):
     plan = read_plan(prefix + ".plan.json")
     assert plan.budget["predicted"] <= plan.budget["value"] == pytest.approx(0.5 * plan.budget["full"])
     assert plan.settings["samples"] == 32 and plan.settings["estimator"] == "biased"
-    assert plan.settings["objective"] == "log"
+    assert plan.settings["objective"] == "log" and plan.settings["rounding"] == "greedy"
+    check = plan.settings["beta_check"]  # beta chosen by how close the outputs stay
+    assert check["scales"] == [1.0, 0.5, 2.0] and len(check["kl"]) == 3
+    best = check["scales"][int(np.argmin(check["kl"]))]
+    assert check["chosen_scale"] == best
+    assert plan.settings["beta"] == pytest.approx(check["betas"][check["scales"].index(best)])
+    assert plan.widths == check["widths"][check["scales"].index(best)]
     assert all(g.kept % 8 == 0 or g.kept == g.full for g in plan.groups)
     assert "importance moved" in out and "wrote" in out
     model = itpl.load(prefix + ".plan.json")
@@ -75,6 +81,21 @@ def test_pruned_model_keeps_the_planned_channels(tmp_path, calib, capsys):
     for g in plan.groups:  # parameter tensors have exactly the planned widths
         assert model.get_submodule(g.root).out_channels == g.kept
         assert g.channels == sorted(set(g.channels)) and len(g.channels) == g.kept
+
+
+def test_beta_check_off_exact_rounding_and_bad_scales(tmp_path, calib, capsys):
+    prefix = str(tmp_path / "r")
+    base = ["prune", "--model", "resnet20", "--flops-ratio", "0.4", "--data", calib,
+            "--samples", "16", "-o", prefix, "-q"]
+    code, _, err = _run(capsys, *base, "--beta-scales", "1", "--rounding", "exact")
+    assert code == 0, err
+    plan = read_plan(prefix + ".plan.json")
+    assert plan.settings["beta_check"] is None and plan.settings["rounding"] == "exact"
+    code, _, err = _run(capsys, *base, "--beta", "0.5")  # a fixed beta is not checked
+    assert code == 0, err
+    assert read_plan(prefix + ".plan.json").settings["beta_check"] is None
+    code, _, err = _run(capsys, *base, "--beta-scales", "1,0")
+    assert code == 2 and "0 must be a positive number" in err
 
 
 def test_user_factory_model_and_image_folder(tmp_path, capsys, monkeypatch):

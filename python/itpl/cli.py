@@ -60,6 +60,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    """``1,0.5,2`` -> (1.0, 0.5, 2.0), each a positive number."""
+    return tuple(_positive_float(item) for item in text.split(","))
+
+
 def _model_arg(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -116,7 +121,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         source, budget, weights=args.weights, input_shape=args.input_shape, data=data,
         data_label=label, profile=profile, seed=args.seed, samples=args.samples,
         debiased=args.debiased, beta=args.beta, alpha_min=args.alpha_min, round_to=args.round_to,
-        objective=args.objective, criterion=args.criterion, num_threads=args.threads,
+        objective=args.objective, rounding=args.rounding, beta_scales=args.beta_scales,
+        criterion=args.criterion, num_threads=args.threads,
         progress=_progress(args), device=None if args.no_refine else device,
     )
     if not result.pruned:
@@ -405,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--objective", choices=["log", "linear"], default="log",
                        help="log: uniform scaling tilted by importance (default); linear: the "
                             "paper's Eq. 11, which keeps groups whole or cuts them to the minimum")
+    prune.add_argument("--rounding", choices=["greedy", "exact"], default="greedy",
+                       help="greedy: nearest allowed widths repaired step by step (default); "
+                            "exact: the best allowed widths for the objective (a MILP)")
+    prune.add_argument("--beta-scales", type=_scales, default=None, metavar="S,S,...",
+                       help="multiples of the default beta to try with the log objective, "
+                            "keeping the one whose pruned outputs stay closest to the "
+                            "unpruned model's on the calibration images (default 1,0.5,2; "
+                            "1 turns the check off; ignored with --beta)")
     prune.add_argument("--alpha-min", type=float, default=0.1,
                        help="smallest width ratio of any group (default 0.1)")
     prune.add_argument("--round-to", type=_positive,

@@ -148,14 +148,20 @@ def reestimate_bn(model: nn.Module, data: LabelledData, *, samples: int = 2048,
     over training data gives the pruned model's own (the accuracy "right
     after pruning" is measured after this).
     """
+    reestimate_bn_on(model, data.images[:samples], batch_size=batch_size)
+
+
+def reestimate_bn_on(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128) -> None:
+    """:func:`reestimate_bn` on a batch of images (no labels needed); leaves eval mode."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
     model.train()
-    for start in range(0, min(samples, len(data)), batch_size):
-        model(data.images[start:min(start + batch_size, samples)])
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size])
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.eval()

@@ -178,13 +178,26 @@ def compute_importance(
         raise ValueError(f"layer '{missing[0]}' produced no output during the forward pass")
     matrix = hsic.nhsic_matrix(grams, debiased=debiased, num_threads=num_threads)
     dead = [not np.trace(k) > 0 for k in grams]  # a centred Gram is zero only for constant rows
+    return _from_nhsic(layers, layer_groups, len(graph.groups), matrix, beta, dead,
+                       debiased, n)
+
+
+def _from_nhsic(layers, layer_groups, groups, matrix, beta, dead, debiased, samples):
     layer_imp, beta, dead = importance_from_nhsic(matrix, beta, dead)
-    group_imp = np.zeros(len(graph.groups))
+    group_imp = np.zeros(groups)
     np.add.at(group_imp, np.asarray(layer_groups), layer_imp)
-    members = np.bincount(np.asarray(layer_groups), minlength=len(graph.groups))
+    members = np.bincount(np.asarray(layer_groups), minlength=groups)
     return Importance(
         layers=layers, layer_groups=layer_groups, nhsic=matrix, layer_importance=layer_imp,
         group_importance=group_imp, group_mean_importance=group_imp / np.maximum(members, 1),
-        beta=beta, debiased=debiased, samples=n,
+        beta=beta, debiased=debiased, samples=samples,
         dead=[layers[i] for i in np.flatnonzero(dead)],
     )
+
+
+def with_beta(importance: Importance, beta: float) -> Importance:
+    """The same nHSIC matrix through Eq. 9 with another ``beta`` (no forward pass)."""
+    dead = np.isin(importance.layers, importance.dead)
+    return _from_nhsic(importance.layers, importance.layer_groups,
+                       len(importance.group_importance), importance.nhsic, beta, dead,
+                       importance.debiased, importance.samples)

@@ -6,6 +6,7 @@ the allocation with the zero-importance one and writes the outputs.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from itpl.graph import ModelGraph, analyze
 from itpl.importance import Importance, compute_importance
 from itpl.models.source import ModelSource, load_weights
 from itpl.plan import GroupPlan, Plan
-from itpl.solve import Allocation, check_feasible, check_objective, solve
+from itpl.solve import Allocation, check_feasible, check_objective, check_rounding, solve
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ def _warn(message: str) -> None:
     print(f"itpl: warning: {message}", file=sys.stderr)
 
 
+def _pruned_copy(model, shape, widths, criterion):
+    from itpl.prune import apply_pruning, select_channels
+
+    pruned = copy.deepcopy(model)
+    graph = analyze(pruned, shape)
+    apply_pruning(graph, select_channels(graph, list(widths), criterion))
+    return pruned
+
+
 def prune_model(
     source: ModelSource,
     budget: Budget,
@@ -114,6 +124,8 @@ def prune_model(
     alpha_min: float = 0.1,
     round_to: int | None = None,
     objective: str = "log",
+    rounding: str = "greedy",
+    beta_scales=None,
     criterion: str = "l1",
     num_threads: int | None = None,
     progress: bool = False,
@@ -145,11 +157,17 @@ def prune_model(
         budgets (the device's channel tile), else 8.
     seed, samples : int
         Random calibration data when ``data`` is None.
-    debiased, beta, alpha_min, objective, criterion, num_threads
+    debiased, beta, alpha_min, objective, rounding, criterion, num_threads
         See :func:`itpl.importance.compute_importance`, :func:`itpl.solve.solve`
         and :func:`itpl.prune.select_channels`. The ``log`` objective is
         tilted by each group's mean layer importance, ``linear`` (Eq. 11)
         weighs it by the sum.
+    beta_scales : sequence of float, optional
+        With the ``log`` objective and no fixed ``beta``: multiples of the
+        default beta to try, keeping the one whose pruned model's outputs
+        stay closest to the unpruned model's on the calibration images
+        (:func:`itpl.fidelity.choose_beta`; default
+        :data:`itpl.fidelity.BETA_SCALES`). One value turns the check off.
     progress : bool
         Progress bar during activation capture.
     device : Device, optional
@@ -185,6 +203,7 @@ def prune_model(
         return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
                            profile=profile)
     check_objective(objective)
+    check_rounding(rounding)
     check_feasible(cost, target, graph.widths, alpha_min, round_to)  # before the slow part
     if data is None:
         _warn("no --data: importance from random inputs carries no information about "
@@ -194,12 +213,25 @@ def prune_model(
     importance = compute_importance(graph, data, debiased=debiased, beta=beta,
                                     num_threads=num_threads, progress=progress)
     widths = graph.widths
+    beta_check = None
+    if objective == "log" and beta is None:
+        from itpl.fidelity import BETA_SCALES, choose_beta
+
+        scales = tuple(BETA_SCALES if beta_scales is None else beta_scales)
+        if len(scales) > 1:
+            importance, beta_check = choose_beta(
+                graph.model, importance,
+                lambda imp: solve(imp.group_mean_importance, cost, target, widths,
+                                  alpha_min=alpha_min, round_to=round_to, rounding=rounding
+                                  ).widths,
+                lambda w: _pruned_copy(graph.model, shape, w, criterion), data,
+                scales=scales, progress=progress)
     scores = (importance.group_mean_importance if objective == "log"
               else importance.group_importance)
 
     def solve_for(goal, scores=scores):
         return solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to,
-                     objective=objective)
+                     objective=objective, rounding=rounding)
 
     refined = None
     if budget.kind == "latency" and device is not None:
@@ -232,6 +264,7 @@ def prune_model(
         settings={"samples": importance.samples, "data": data_label or "tensor",
                   "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
                   "alpha_min": alpha_min, "round_to": round_to, "objective": objective,
+                  "rounding": rounding, "beta_check": beta_check,
                   "criterion": criterion,
                   "weights": os.path.basename(weights) if weights else None},
         groups=groups,
@@ -296,8 +329,10 @@ def summary_lines(result: PruneResult) -> list[str]:
                         f"{refined['unpruned_ms']:.3f} ms measured)" if refined["unpruned_ms"] else "")
                      + ("" if refined["met"] else ": NOT MET, the fastest candidate is kept"))
     moved = result.channels_moved
-    baseline = ("uniform scaling (zero importance)" if plan.settings.get("objective") == "log"
-                else "zero importance")
+    baseline = "zero importance"
+    if plan.settings.get("objective") == "log":
+        baseline = ("equal importance" if plan.settings.get("rounding") == "exact"
+                    else "uniform scaling (zero importance)")
     if moved:
         lines.append(f"importance moved {moved} channels across "
                      f"{sum(1 for m in result.moved if m)} groups vs {baseline}")
