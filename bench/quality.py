@@ -220,6 +220,9 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
         weights = os.path.join(tmp, "w.pt")
         torch.save(model.state_dict(), weights)
         default = prune_model(source, budget, weights=weights, **kw)
+        check = default.plan.settings["beta_check"]
+        print(f"  beta check (seed {seed}): scales {check['scales']}, KL "
+              f"{', '.join(f'{k:.3f}' for k in check['kl'])}: x{check['chosen_scale']:g}")
         debiased = (prune_model(source, budget, weights=weights, debiased=True, **kw)
                     if ALLOCATIONS["debiased"] in keep else None)
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))

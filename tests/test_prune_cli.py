@@ -51,6 +51,7 @@ def test_prune_resnet20_to_half_the_flops(tmp_path, calib, capsys):
     assert plan.widths == check["widths"][check["scales"].index(best)]
     assert all(g.kept % 8 == 0 or g.kept == g.full for g in plan.groups)
     assert "importance moved" in out and "wrote" in out
+    assert f"(x{best:g} the default): its widths kept the outputs closest" in out
     model = itpl.load(prefix + ".plan.json")
     macs, _ = count(model, (3, 32, 32))
     assert macs == plan.budget["predicted"]  # the plan's cost is the model's

@@ -14,6 +14,7 @@ EagleEye, ECCV 2020), and the divergence needs no labels.
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import torch
@@ -89,7 +90,8 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
         key = tuple(w)
         if key not in divergence:  # scales often give the same widths
             if progress:
-                print(f"  checking widths {w} on {len(images)} images", flush=True)
+                print(f"itpl: checking widths {w} on {len(images)} images", file=sys.stderr,
+                      flush=True)
             divergence[key] = output_divergence(reference, prune_copy(w), images)
     kl = [divergence[tuple(w)] for w in widths]
     best = int(np.argmin(kl))

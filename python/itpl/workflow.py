@@ -333,6 +333,12 @@ def summary_lines(result: PruneResult) -> list[str]:
     if plan.settings.get("objective") == "log":
         baseline = ("equal importance" if plan.settings.get("rounding") == "exact"
                     else "uniform scaling (zero importance)")
+    check = plan.settings.get("beta_check")
+    if check:
+        kl = ", ".join(f"x{s:g} {k:.3f}" for s, k in zip(check["scales"], check["kl"]))
+        lines.append(f"beta {plan.settings['beta']:.4g} (x{check['chosen_scale']:g} the default): "
+                     f"its widths kept the outputs closest to the unpruned model's "
+                     f"(KL on {check['samples']} images: {kl})")
     if moved:
         lines.append(f"importance moved {moved} channels across "
                      f"{sum(1 for m in result.moved if m)} groups vs {baseline}")
