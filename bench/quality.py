@@ -86,7 +86,7 @@ from itpl.graph import analyze
 from itpl.models import build
 from itpl.models.source import ModelSource
 from itpl.profile import WholeModels, profile_model
-from itpl.prune import apply_pruning, select_channels
+from itpl.prune import pruned_copy
 from itpl.solve import allowed_widths, solve
 from itpl.workflow import Budget, prune_model
 
@@ -295,13 +295,6 @@ def _allocation_labels(text):
     return {ALLOCATIONS["default"], *(ALLOCATIONS[n] for n in names)}
 
 
-def pruned_copy(model, widths):
-    m = copy.deepcopy(model)
-    g = analyze(m, (3, SIZE, SIZE))
-    apply_pruning(g, select_channels(g, list(widths), "l1"))
-    return m
-
-
 def time_interleaved(graph, device, widths_list, rounds=5, max_seconds=1.0):
     """Median ms of each width list and of the unpruned model, timed in turns.
 
@@ -399,7 +392,7 @@ def main(argv=None) -> dict:
                 for label, widths in allocs.items():
                     key = tuple(widths)
                     if key not in pruned:  # seeds and allocations often share widths
-                        m = pruned_copy(model, widths)
+                        m = pruned_copy(model, (3, SIZE, SIZE), widths)
                         reestimate_bn(m, train)
                         pruned[key] = (m, evaluate(m, test)["top1"])
                     m, after_prune = copy.deepcopy(pruned[key][0]), pruned[key][1]

@@ -11,7 +11,7 @@ from itpl.cost import build_cost
 from itpl.fidelity import CHECK_SAMPLES, choose_beta, output_divergence
 from itpl.graph import analyze
 from itpl.importance import compute_importance, with_beta
-from itpl.prune import apply_pruning, select_channels
+from itpl.prune import pruned_copy
 from itpl.solve import solve
 from tests.small_models import ResidualNet
 
@@ -19,10 +19,7 @@ SHAPE = (3, 16, 16)
 
 
 def _pruned(model, widths):
-    pruned = copy.deepcopy(model)
-    graph = analyze(pruned, SHAPE)
-    apply_pruning(graph, select_channels(graph, list(widths), "l1"))
-    return pruned
+    return pruned_copy(model, SHAPE, widths)
 
 
 @pytest.fixture

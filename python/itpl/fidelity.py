@@ -13,7 +13,6 @@ EagleEye, ECCV 2020), and the divergence needs no labels.
 
 from __future__ import annotations
 
-import copy
 import sys
 
 import numpy as np
@@ -61,7 +60,7 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
     Parameters
     ----------
     model : nn.Module
-        The unpruned model (left untouched).
+        The unpruned model: only run, in eval mode.
     importance : Importance
         From :func:`itpl.importance.compute_importance` at the default beta.
     widths_for : callable
@@ -82,7 +81,6 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
     from itpl.importance import with_beta
 
     images = images[:CHECK_SAMPLES]
-    reference = copy.deepcopy(model).eval()
     candidates = [with_beta(importance, importance.beta * s) for s in scales]
     widths = [list(widths_for(c)) for c in candidates]
     divergence = {}
@@ -92,7 +90,7 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
             if progress:
                 print(f"itpl: checking widths {w} on {len(images)} images", file=sys.stderr,
                       flush=True)
-            divergence[key] = output_divergence(reference, prune_copy(w), images)
+            divergence[key] = output_divergence(model, prune_copy(w), images)
     kl = [divergence[tuple(w)] for w in widths]
     best = int(np.argmin(kl))
     record = {"scales": list(scales), "betas": [c.beta for c in candidates], "widths": widths,

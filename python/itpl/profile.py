@@ -367,15 +367,10 @@ class WholeModels:
 
 def export_pruned(graph: ModelGraph, widths: list[int], path: str, batch: int = 1) -> None:
     """Convert a copy of ``graph.model`` pruned to ``widths`` (L1 channels)."""
-    import copy
-
     from itpl.export import export_tflite
-    from itpl.graph import analyze
-    from itpl.prune import apply_pruning, select_channels
+    from itpl.prune import pruned_copy
 
-    model = copy.deepcopy(graph.model)
-    pruned = analyze(model, graph.input_shape)
-    apply_pruning(pruned, select_channels(pruned, widths, "l1"))
+    model = pruned_copy(graph.model, graph.input_shape, widths)
     export_tflite(model, graph.input_shape, path, batch=batch)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from itpl.graph import ModelGraph
+from itpl.graph import ModelGraph, analyze
 
 CRITERIA = ("l1", "fpgm")
 
@@ -60,6 +60,19 @@ def select_channels(graph: ModelGraph, widths: list[int], criterion: str = "l1")
             order = torch.argsort(scores.float(), descending=True, stable=True)
             kept.append(sorted(int(i) for i in order[:width]))
     return kept
+
+
+def pruned_copy(model: torch.nn.Module, input_shape, widths: list[int],
+                criterion: str = "l1") -> torch.nn.Module:
+    """A copy of ``model`` pruned to ``widths``, channels chosen by ``criterion``.
+
+    ``model`` itself is left as it is.
+    """
+    import copy
+
+    model = copy.deepcopy(model)
+    graph = analyze(model, input_shape)
+    return apply_pruning(graph, select_channels(graph, list(widths), criterion))
 
 
 def apply_pruning(graph: ModelGraph, kept: list[list[int]]) -> torch.nn.Module:

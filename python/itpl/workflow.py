@@ -6,7 +6,6 @@ the allocation with the zero-importance one and writes the outputs.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -99,15 +98,6 @@ def _warn(message: str) -> None:
     print(f"itpl: warning: {message}", file=sys.stderr)
 
 
-def _pruned_copy(model, shape, widths, criterion):
-    from itpl.prune import apply_pruning, select_channels
-
-    pruned = copy.deepcopy(model)
-    graph = analyze(pruned, shape)
-    apply_pruning(graph, select_channels(graph, list(widths), criterion))
-    return pruned
-
-
 def prune_model(
     source: ModelSource,
     budget: Budget,
@@ -177,7 +167,7 @@ def prune_model(
         latency. Without it the profile's prediction alone decides.
     """
     from itpl.data import random_calibration
-    from itpl.prune import apply_pruning, select_channels
+    from itpl.prune import apply_pruning, pruned_copy, select_channels
 
     model, shape = load_model(source, weights, input_shape)
     if callable(data):
@@ -224,7 +214,7 @@ def prune_model(
                 lambda imp: solve(imp.group_mean_importance, cost, target, widths,
                                   alpha_min=alpha_min, round_to=round_to, rounding=rounding
                                   ).widths,
-                lambda w: _pruned_copy(graph.model, shape, w, criterion), data,
+                lambda w: pruned_copy(graph.model, shape, w, criterion), data,
                 scales=scales, progress=progress)
     scores = (importance.group_mean_importance if objective == "log"
               else importance.group_importance)
