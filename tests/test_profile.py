@@ -12,14 +12,17 @@ from itpl.cli import main
 from itpl.cost import QuadraticCost
 from itpl.devices.local import LocalDevice
 from itpl.graph import analyze
-from itpl.profile import (
-    _PROBE_WIDTHS, _PROBES, TILES, SampleCache, _add_layer, _columns, _fit, _grid, channel_tile,
-    check_device, check_profile, measure_channel_tile, profile_model, read_profile, write_profile,
-)
+from itpl.profile import check_device, check_profile, profile_model, read_profile, write_profile
+from itpl.profile_fit import add_layer as _add_layer
+from itpl.profile_fit import columns as _columns
+from itpl.profile_fit import fit_layer as _fit
+from itpl.profile_fit import grid as _grid
+from itpl.profile_runs import (PROBE_WIDTHS as _PROBE_WIDTHS, PROBES as _PROBES, TILES,
+                               SampleCache, channel_tile, measure_channel_tile)
 from itpl.solve import allowed_widths
 from tests.small_models import ConcatNet, ResidualNet
 
-FAST = dict(grid=2, calibrate=5, validate=3, max_seconds=0.05, round_to=8)
+FAST = dict(grid=2, calibrate=8, validate=3, rounds=1, round_to=8)
 
 
 def _probe_times(latency):
@@ -36,16 +39,17 @@ def test_channel_tile_finds_the_simd_step():
 
 
 def test_channel_tile_measured_alone_on_the_real_device():
-    timed = []
+    sizes = []
 
     class Counting(LocalDevice):
-        def time_model(self, path, **kw):
-            timed.append(os.path.getsize(path))
-            return super().time_model(path, **kw)
+        def time_bursts(self, sequence, **kw):
+            assert len(sequence) == 3 and sequence[0] == sequence[2] != sequence[1]
+            sizes.append(os.path.getsize(sequence[1]))
+            return super().time_bursts(sequence, **kw)
 
-    assert measure_channel_tile(Counting(), max_seconds=0.02) in TILES
-    assert len(timed) == len(_PROBES) * len(_PROBE_WIDTHS)
-    assert len(set(timed)) == len(timed)  # every probe its own model
+    assert measure_channel_tile(Counting(), rounds=1) in TILES
+    assert len(sizes) == len(_PROBES) * len(_PROBE_WIDTHS)
+    assert len(set(sizes)) == len(sizes)  # every probe its own model, beside the reference
 
 
 def test_layer_fit_substitutes_channel_counts_exactly():
@@ -77,16 +81,16 @@ class _Device(LocalDevice):
     def __init__(self, stop=None):
         self.calls, self.stop = 0, stop
 
-    def time_model(self, path, **kw):
+    def time_bursts(self, sequence, **kw):
         if self.stop is not None and self.calls >= self.stop:
             raise KeyboardInterrupt
         self.calls += 1
-        return super().time_model(path, **kw)
+        return super().time_bursts(sequence, **kw)
 
 
 def _cache_keys(path):
     with open(path) as f:
-        return [json.loads(line)["key"] for line in f.read().splitlines()[1:]]
+        return [k for line in f.read().splitlines()[1:] for k in [json.loads(line)["key"]] if k]
 
 
 def test_interrupted_profile_resumes_without_repeating_a_sample(tmp_path):
@@ -109,14 +113,22 @@ def test_interrupted_profile_resumes_without_repeating_a_sample(tmp_path):
     assert profile.matrix.shape == (len(graph.widths) + 1,) * 2
     assert profile.settings["round_to"] == 8 and profile.settings["resized_whole_models"]
     cal, val = profile.calibration, profile.validation
-    assert cal["widths"][0] == graph.widths and len(cal["widths"]) == 5
-    assert len(val["widths"]) == 3 and not any(w in cal["widths"] for w in val["widths"])
-    assert all(m > 0 for m in cal["measured_ms"] + val["measured_ms"])
-    assert 0 <= val["within_5pct"] <= val["within_10pct"] <= 1
-    # the prediction is the form: offset + scale * layer sum at each configuration
+    assert cal["widths"][0] == graph.widths and len(cal["widths"]) == 8
+    random, solver = val["random"], val["solver"]
+    assert len(random["widths"]) == 3 and 1 <= len(solver["widths"]) <= 3
+    checked = random["widths"] + solver["widths"]
+    assert not any(w in cal["widths"] for w in checked) and len({tuple(w) for w in checked}) == len(checked)
+    assert all(m > 0 for m in cal["measured_ms"] + random["measured_ms"] + solver["measured_ms"])
+    assert 0 <= random["within_5pct"] <= random["within_10pct"] <= 1
+    assert len(cal["scales"]) == len(cal["terms"]) and min(cal["scales"]) >= 0
+    # the unpruned model is the calibration's first configuration, timed beside a copy of itself
+    assert cal["measured_ms"][0] == pytest.approx(profile.reference["ms"], rel=0.25)
+    assert profile.reference["bursts"] > 0 and profile.reference["relative"] >= 0
+    # the validation's predictions are the profile's form at each configuration
     cost = profile.cost()
-    for w, s in zip(cal["widths"], cal["layer_sum_ms"]):
-        assert cost(np.array(w) / graph.widths) == pytest.approx(cal["offset_ms"] + cal["scale"] * s)
+    for part in (random, solver):
+        for w, p in zip(part["widths"], part["predicted_ms"]):
+            assert cost(np.array(w) / graph.widths) == pytest.approx(p)
 
     path = str(tmp_path / "p.profile.json")
     write_profile(profile, path)
@@ -127,9 +139,19 @@ def test_interrupted_profile_resumes_without_repeating_a_sample(tmp_path):
 
 def test_sample_cache_for_another_device_starts_over(tmp_path):
     path = str(tmp_path / "c")
-    SampleCache(path, {"device": {"threads": 1}}).put("k", __import__("itpl").devices.Timing(1, 1, 1, 1))
-    assert SampleCache(path, {"device": {"threads": 1}}).get("k") is not None
+    SampleCache(path, {"device": {"threads": 1}}).put("k", [0.5, 0.6], "layer", [1.0, 1.1, 0.9])
+    again = SampleCache(path, {"device": {"threads": 1}})
+    assert again.get("k") == [0.5, 0.6] and again.reference_ms == {"layer": [1.0, 1.1, 0.9]}
     assert SampleCache(path, {"device": {"threads": 2}}).get("k") is None
+
+
+def test_a_damaged_cache_starts_over(tmp_path):
+    path = tmp_path / "c"
+    path.write_bytes(b"\xff\xfe not json")
+    cache = SampleCache(str(path), {"device": {"threads": 1}})
+    assert cache.get("k") is None and cache.resumed == 0
+    cache.put("k", [0.5], "layer", [1.0])
+    assert SampleCache(str(path), {"device": {"threads": 1}}).get("k") == [0.5]
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +159,7 @@ def profile_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("profile")
     path = str(folder / "res.profile.json")
     code = main(["profile", "--model", "tests.small_models:residual_net", "-o", path, "--grid", "2",
-                 "--calibrate", "5", "--validate", "3", "--max-seconds", "0.05", "--round-to", "8",
+                 "--calibrate", "8", "--validate", "3", "--rounds", "1", "--round-to", "8",
                  "-q"])
     assert code == 0
     return path
@@ -171,6 +193,7 @@ def _run(capsys, *argv):
 
 
 def test_prune_to_a_latency_budget_and_verify(profile_file, tmp_path, capsys):
+    profile = read_profile(profile_file)
     prefix = str(tmp_path / "lat")
     code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
                           "--latency-ratio", "0.6", "--profile", profile_file, "--verify",
@@ -179,28 +202,53 @@ def test_prune_to_a_latency_budget_and_verify(profile_file, tmp_path, capsys):
     plan = json.load(open(prefix + ".plan.json"))
     b = plan["budget"]
     assert b["kind"] == "latency" and b["unit"] == "ms"
-    assert b["measured_ms"] > 0 and b["device"]["threads"] == 1
+    assert b["set_as"] == "ratio" and b["ratio"] == 0.6
+    assert b["unpruned_ms"] == profile.reference["ms"] and b["device"]["threads"] == 1
     assert plan["settings"]["round_to"] == 8  # the profile's
     assert all(g["kept"] % 8 == 0 for g in plan["groups"])
-    assert "verified on local" in out and "predicted" in out
-    # --verify brings the device, so candidates were timed: the ratio is of the
-    # unpruned model measured now, and the kept candidate is the slowest under it
+    # verified beside the unpruned model, as a ratio, as the budget was set
+    v = b["verified"]
+    assert v["threads"] == 1 and v["batch"] == 1 and v["rounds"] >= 10
+    assert v["interval"][0] <= v["ratio"] <= v["interval"][1]
+    assert v["budget_ratio"] == 0.6 and v["met"] == (v["ratio"] <= 0.6)
+    assert v["pruned_ms_now"] == pytest.approx(v["ratio"] * v["unpruned_now"]["ms"])
+    assert "verified on local" in out and "beside the unpruned model" in out
+    assert ("budget 60.0% of the unpruned latency: " + ("met" if v["met"] else "NOT MET")) in out
+    # --verify brings the device, so candidates were timed beside the unpruned
+    # model, and the kept candidate is the slowest under the budget's ratio
     r = b["refined"]
-    assert b["value"] == pytest.approx(0.6 * r["unpruned_ms"])
-    assert 1 <= len(r["steps"]) <= 4 and "candidates on the device" in out
-    kept = [s["measured_ms"] for s in r["steps"] if s["predicted"] == b["predicted"]]
-    timed = [s["measured_ms"] for s in r["steps"]]
-    under = [m for m in timed if m <= b["value"]]
+    assert b["value"] == pytest.approx(0.6 * b["unpruned_ms"]) and r["target_ratio"] == 0.6
+    assert 1 <= len(r["steps"]) <= 4 and "candidates beside the unpruned model" in out
+    kept = [s["ratio"] for s in r["steps"] if s["predicted"] == b["predicted"]]
+    timed = [s["ratio"] for s in r["steps"]]
+    under = [m for m in timed if m <= 0.6]
     assert r["met"] == bool(under)
     assert (max(under) if under else min(timed)) in kept
-    assert r["steps"][0]["goal"] == pytest.approx(0.6 * b["full"])
+    assert r["steps"][0]["goal"] == pytest.approx(0.6 * b["unpruned_ms"])
 
     code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
                           "--latency-ratio", "0.6", "--profile", profile_file, "--verify",
                           "--no-refine", "--samples", "16", "-o", prefix + "-open", "-q")
     assert code == 0, err
     b = json.load(open(prefix + "-open.plan.json"))["budget"]
-    assert "refined" not in b and b["predicted"] <= b["value"] == pytest.approx(0.6 * b["full"])
+    assert "refined" not in b and b["predicted"] <= b["value"] == pytest.approx(0.6 * b["unpruned_ms"])
+
+
+def test_an_ms_budget_is_verified_in_the_profiles_conditions(profile_file, tmp_path, capsys):
+    profile = read_profile(profile_file)
+    budget = 0.7 * profile.reference["ms"]
+    prefix = str(tmp_path / "ms")
+    code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
+                          "--latency-ms", f"{budget}", "--profile", profile_file, "--verify",
+                          "--no-refine", "--samples", "16", "-o", prefix, "-q")
+    assert code == 0, err
+    b = json.load(open(prefix + ".plan.json"))["budget"]
+    v = b["verified"]
+    assert b["set_as"] == "ms" and b["value"] == pytest.approx(budget)
+    assert v["budget_ratio"] == pytest.approx(0.7)
+    assert v["pruned_ms_at_profile"] == pytest.approx(v["ratio"] * profile.reference["ms"])
+    assert v["met"] == (v["pruned_ms_at_profile"] <= budget)
+    assert f"budget {budget:.3f} ms: " in out
 
 
 @pytest.mark.parametrize("args,message", [
@@ -226,16 +274,18 @@ def test_latency_budget_without_a_profile(tmp_path, capsys):
     assert code == 1 and "--profile FILE" in err
 
 
-class _ScaledDevice(LocalDevice):
-    """The local CPU, its readings scaled: a device that drifted since profiling."""
+class _BiasedDevice(LocalDevice):
+    """The local CPU with every model but the reference of each sequence (the
+    unpruned model, when refining) read ``factor`` times slower: a profile
+    biased for pruned models, which a uniformly slower device would not show
+    through ratios."""
 
     def __init__(self, factor):
         self.factor = factor
 
-    def time_model(self, path, **kw):
-        t = super().time_model(path, **kw)
-        f = self.factor
-        return type(t)(f * t.median_ms, f * t.min_ms, f * t.max_ms, t.repeats)
+    def time_bursts(self, sequence, **kw):
+        times = super().time_bursts(sequence, **kw)
+        return [t if p == sequence[0] else t * self.factor for p, t in zip(sequence, times)]
 
 
 def test_refinement_corrects_a_biased_profile(profile_file):
@@ -244,19 +294,35 @@ def test_refinement_corrects_a_biased_profile(profile_file):
 
     profile = read_profile(profile_file)
     source = ModelSource("tests.small_models:residual_net")
-    kw = dict(profile=profile, samples=16, budget=Budget("latency", value=0.6 * profile.cost().full()))
+    kw = dict(profile=profile, samples=16, budget=Budget("latency", ratio=0.6))
     open_loop = prune_model(source, **kw)
-    closed = prune_model(source, device=_ScaledDevice(1.3), **kw)
+    closed = prune_model(source, device=_BiasedDevice(1.3), **kw)
     r = closed.plan.budget["refined"]
-    assert len(r["steps"]) >= 2 and r["unpruned_ms"] is None  # an absolute budget
-    assert r["steps"][0]["goal"] == pytest.approx(kw["budget"].value)
+    assert len(r["steps"]) >= 2 and r["target_ratio"] == 0.6
+    assert r["steps"][0]["goal"] == pytest.approx(0.6 * profile.reference["ms"])
     assert r["steps"][0]["predicted"] == pytest.approx(open_loop.allocation.cost)
     # the 30% slower readings push the goal down to a smaller model than the open loop's
     assert closed.allocation.cost < open_loop.allocation.cost
     assert r["steps"][1]["goal"] < r["steps"][0]["goal"]
 
     # readings 40% faster push the goal up instead, to a bigger model
-    faster = prune_model(source, device=_ScaledDevice(0.6), **kw)
+    faster = prune_model(source, device=_BiasedDevice(0.6), **kw)
     r = faster.plan.budget["refined"]
     assert r["steps"][1]["goal"] > r["steps"][0]["goal"] and r["met"]
     assert faster.allocation.cost > open_loop.allocation.cost
+
+
+def test_a_uniformly_slower_device_changes_no_ratio(profile_file):
+    from itpl.models.source import ModelSource
+    from itpl.workflow import Budget, prune_model
+
+    class Slower(LocalDevice):
+        def time_bursts(self, sequence, **kw):
+            return [1.5 * t for t in super().time_bursts(sequence, **kw)]
+
+    profile = read_profile(profile_file)
+    got = prune_model(ModelSource("tests.small_models:residual_net"), profile=profile, samples=16,
+                      budget=Budget("latency", ratio=0.6), device=Slower())
+    r = got.plan.budget["refined"]
+    assert r["reference"]["ms"] > 1.3 * profile.reference["ms"] * 0.5  # it did read slower
+    assert all(0.2 < s["ratio"] < 1.0 for s in r["steps"])

@@ -6,7 +6,13 @@ grows with the pipeline; see the README for what is available.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from itpl import hsic
+from itpl._memory import keep_freed_memory
+
+# Before torch allocates anything: freed tensors stay in the process instead of
+# being unmapped and faulted back every step (itpl._memory; ITPL_KEEP_MEMORY=0: off).
+keep_freed_memory()
+
+from itpl import hsic  # noqa: E402
 
 try:
     __version__ = version("itpl")

@@ -14,12 +14,14 @@ EXIT_ERROR = 1
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from itpl import __version__, hsic
+    from itpl._memory import memory_policy
 
     facts = {
         "version": __version__,
         "openmp": hsic.has_openmp,
         "threads": hsic.default_threads(),
         "gram_kernel": hsic.gram_kernel(),
+        "freed_memory": memory_policy(),
     }
     if args.json:
         print(json.dumps(facts, indent=2))
@@ -57,6 +59,27 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (a NaN threshold would pass every comparison)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
     return value
 
 
@@ -187,37 +210,33 @@ def _prune_profile(args, budget, prefix):
 
 
 def _verify(args, result, device) -> str:
-    """Export the pruned model, time it on the device and record it in the plan;
-    returns the report line."""
-    from itpl.workflow import measure_latency
+    """Time the pruned model beside the unpruned one on the device, record it in the
+    plan and return the report line."""
+    from itpl.verify import verify_latency
+    from itpl.workflow import load_model
 
     profile = result.profile
     threads = profile.device["threads"] if profile else args.latency_threads or 1
     batch = profile.settings["batch"] if profile else 1
     device = device or _device(args, "local")
-    measured = measure_latency(result.model, result.graph.input_shape, device, threads=threads,
-                               batch=batch)
+    unpruned, _ = load_model(_source(args), args.weights, args.input_shape)
     b = result.plan.budget
-    b.update(measured_ms=measured, measured_on=device.facts(threads))
-    line = f"verified on {device.name} ({threads} thread{'s' if threads != 1 else ''}, batch {batch}): " \
-           f"measured {measured:.3f} ms"
-    if b["kind"] == "latency":
-        line += (f", predicted {b['predicted']:.3f} ms ({measured / b['predicted'] - 1:+.1%}), "
-                 f"budget {b['value']:.3f} ms: "
-                 + ("met" if measured <= b["value"] else f"over by {measured / b['value'] - 1:.1%}"))
-    return line
+    checked = verify_latency(result.model, unpruned, result.graph.input_shape, device,
+                             threads=threads, batch=batch, budget=b)
+    b["verified"] = checked.to_dict()
+    return checked.line(b)
 
 
 def _profile_to(args, graph, device, path, **options):
     """Profile ``graph`` on ``device`` into ``path`` (resuming from its cache),
     warning when the widths are not multiples of the device's channel tile."""
-    from itpl.profile import profile_to_file, tile_warning
+    from itpl.profile import profile_to_file, stability_warning, tile_warning
 
     profile = profile_to_file(graph, device, path, name=args.model, kwargs=dict(args.model_arg),
                               progress=_progress(args), **options)
-    warning = tile_warning(profile)
-    if warning:
-        print(f"itpl: warning: {warning}", file=sys.stderr)
+    for warning in (tile_warning(profile), stability_warning(profile)):
+        if warning:
+            print(f"itpl: warning: {warning}", file=sys.stderr)
     return profile
 
 
@@ -233,7 +252,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     profile = _profile_to(
         args, graph, device, output, threads=args.threads, batch=args.batch, grid=args.grid,
         round_to=args.round_to, alpha_min=args.alpha_min, calibrate=args.calibrate,
-        validate=args.validate, seed=args.seed, max_seconds=args.max_seconds,
+        validate=args.validate, seed=args.seed, rounds=args.rounds,
     )
     if args.json:
         print(json.dumps({k: v for k, v in profile.to_dict().items() if k != "samples"}, indent=1))
@@ -322,12 +341,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.compare:
         old, new = (bench.read_results(p) for p in args.compare)
-        flagged = bench.compare(old, new, args.threshold / 100)
-        for f in flagged:
-            print(f"REGRESSION {f['model']} batch {f['batch']}: {f['old_ms']:.2f} -> "
-                  f"{f['new_ms']:.2f} ms ({f['change']:+.1%})")
+        pairs = bench.compare(old, new, args.threshold / 100)
+        for f in pairs:
+            print(f"{'REGRESSION' if f['regressed'] else 'ok':<10} {f['model']} batch {f['batch']}: "
+                  f"{f['old_ms']:.2f} -> {f['new_ms']:.2f} ms, {f['change']:+.1%} by {f['basis']} "
+                  f"(Mann-Whitney p = {f['p_value']:.2g})")
+        flagged = [f for f in pairs if f["regressed"]]
         if not flagged:
-            print(f"no model/batch regressed by more than {args.threshold:g}%")
+            print(f"compared {len(pairs)} model/batch pairs: none slower by more than "
+                  f"{args.threshold:g}% with p < {bench.SIGNIFICANCE:g}")
         return EXIT_ERROR if flagged else EXIT_OK
     if not args.models:
         raise ValueError("give models to time (.tflite files, built-in names or plans), or --compare")
@@ -344,8 +366,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 files[b] = export_tflite(model, shape, os.path.join(tmp, f"{i}-b{b}.tflite"),
                                          batch=b).path
             models.append((label, files))
-        result = bench.bench_models(models, device, threads=args.threads,
-                                    max_seconds=args.max_seconds)
+        result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds,
+                                    progress=sys.stderr.isatty())
     print(bench.format_table(result))
     if args.json:
         from itpl.fileio import write_json
@@ -449,13 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--round-to", type=_positive,
                       help="widths are multiples of this (default: the device's channel tile)")
     prof.add_argument("--alpha-min", type=float, default=0.1, help="smallest width ratio (default 0.1)")
-    prof.add_argument("--calibrate", type=_positive, default=10,
-                      help="whole-model configurations for the overhead fit (default 10, at least 5)")
-    prof.add_argument("--validate", type=int, default=20,
-                      help="random whole-model configurations to check the prediction (default 20)")
+    prof.add_argument("--calibrate", type=_positive, default=16,
+                      help="whole-model configurations for the calibration (default 16, at least 8)")
+    prof.add_argument("--validate", type=_nonnegative, default=20,
+                      help="random and as many solver-like whole-model configurations to check "
+                           "the prediction (default 20 each)")
     prof.add_argument("--seed", type=int, default=0, help="seed of the random configurations")
-    prof.add_argument("--max-seconds", type=float, default=1.0,
-                      help="time cap per layer sample (whole models: 3x; default 1)")
+    prof.add_argument("--rounds", type=_positive, default=3,
+                      help="timing rounds per sample beside the reference (default 3; up to 3x "
+                           "as many where they disagree)")
     prof.add_argument("--json", action="store_true", help="print the profile (without samples) as JSON")
     prof.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     prof.set_defaults(func=_cmd_profile)
@@ -490,13 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="local",
                        help="where to time: local (default), adb:HOST:PORT or adb-usb[:SERIAL]")
     _add_device_args(bench)
-    bench.add_argument("--max-seconds", type=float, default=10.0,
-                       help="time cap per model and batch (default 10)")
+    bench.add_argument("--rounds", type=_positive, default=10,
+                       help="interleaved rounds at least (default 10; up to 4x as many until "
+                            "each speedup's 95%% interval is within +-1%%)")
     bench.add_argument("--json", help="write results with device facts to this file")
     bench.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
                        help="flag model/batch medians that regressed; exit 1 if any did")
-    bench.add_argument("--threshold", type=float, default=5.0,
-                       help="regression threshold for --compare, percent (default 5)")
+    bench.add_argument("--threshold", type=_nonnegative_float, default=5.0,
+                       help="--compare flags a slowdown larger than this, percent, that is also "
+                            "statistically significant (default 5)")
     bench.set_defaults(func=_cmd_bench)
     from itpl.cli_train import add_training_parsers
 

@@ -1,15 +1,15 @@
 """A latency budget closed on the device: solve, time the answer, correct, repeat.
 
-A profile predicts random width configurations within a few percent, but the
-solver's answers are not random: Eq. 11 keeps some groups at full width and
-cuts others hard, and there the prediction is biased (the unpruned model runs
-5-11% slower than predicted on the local CPU, likely because a layer timed
-alone keeps its weights in cache). So when the device is at hand, each
-candidate is written as a whole model (the converted network resized, as in
-profiling: milliseconds, not a conversion) and timed, and the solver's goal is
-scaled by budget / measured until the measured latency sits just under the
-budget. A ratio budget is taken of the unpruned model measured now, beside the
-candidates, so drift of the machine since profiling cancels.
+A profile predicts whole models within a few percent, but not exactly, and the
+device may have changed since it was measured. So when the device is at hand,
+each candidate is written as a whole model (the converted network resized, as
+in profiling: milliseconds, not a conversion) and timed as a ratio to the
+unpruned model in interleaved rounds (:mod:`itpl.timing`), and the solver's
+goal is scaled by target / measured until the measured ratio sits just under
+the target. A ratio budget is its own target; a budget in milliseconds is the
+ratio of it to the unpruned model's time in the profile (the conditions the
+milliseconds were set in), so a device that is faster or slower now than when
+profiled neither passes nor fails a budget it would not otherwise.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from itpl.solve import Allocation
+from itpl.timing import Spread, Timer
 
-# Stop once the measurement is within this fraction under the budget.
+# Stop once the measurement is within this fraction under the target.
 CLOSE_ENOUGH = 0.02
 
 
@@ -30,17 +31,29 @@ class Refinement:
     """The allocation chosen on the device and how it was found."""
 
     allocation: Allocation
-    goal: float  # the solver's (predicted) budget that produced it
-    target_ms: float  # the budget in measured ms
-    unpruned_ms: float | None  # measured unpruned latency (ratio budgets)
+    goal: float  # the solver's (predicted ms) budget that produced it
+    target_ratio: float  # the budget as a ratio of the unpruned model's latency
+    unpruned_ms: float  # the unpruned model's latency in the profile
     met: bool
-    steps: list[dict] = field(default_factory=list)  # goal, predicted, measured per candidate
+    reference: Spread  # the unpruned model's bursts during refinement
+    steps: list[dict] = field(default_factory=list)  # goal, predicted, ratio per candidate
+
+    @property
+    def target_ms(self) -> float:
+        return self.target_ratio * self.unpruned_ms
 
 
-def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, predicted_full: float,
-                     device, *, threads: int, batch: int = 1, steps: int = 4,
-                     max_seconds: float = 2.0, progress: bool = False) -> Refinement:
-    """Pick the allocation whose *measured* latency is closest under the budget.
+def target_ratio(budget, profile) -> float:
+    """A latency budget as a ratio of the unpruned model's latency in ``profile``."""
+    if budget.ratio is not None:
+        return float(budget.ratio)
+    return float(budget.value) / float(profile.reference["ms"])
+
+
+def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, profile, device, *,
+                     steps: int = 4, progress: bool = False) -> Refinement:
+    """Pick the allocation whose *measured* ratio to the unpruned model is closest
+    under the budget's.
 
     Parameters
     ----------
@@ -49,31 +62,28 @@ def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, pr
     solve_for : callable
         ``goal (predicted ms) -> Allocation``; raises ValueError when infeasible.
     budget : Budget
-        ``value`` in measured ms, or ``ratio`` of the measured unpruned latency.
-    predicted_full : float
-        The profile's prediction of the unpruned latency (the first goal of a
-        ratio budget is the ratio of it).
+        ``value`` in ms (of the profile's conditions) or ``ratio`` of the unpruned latency.
+    profile : Profile
+        The device profile: its prediction, threads, batch and unpruned time.
     device : Device
-        Where to time; ``threads`` and ``batch`` as the profile's.
+        Where to time.
     steps : int
         Candidates timed at most.
     """
-    from itpl.profile import WholeModels
+    from itpl.profile_runs import WholeModels
 
+    target = target_ratio(budget, profile)
+    full_ms = float(profile.reference["ms"])
     with tempfile.TemporaryDirectory(prefix="itpl-refine-") as tmp:
-        models = WholeModels(graph, batch, tmp)
+        models = WholeModels(graph, profile.settings["batch"], tmp)
+        timer = Timer(device, models.base, threads=profile.device["threads"])
         path = os.path.join(tmp, "candidate.tflite")
 
         def measure(widths) -> float:
             models.write(widths, path)
-            return device.time_model(path, threads=threads, max_seconds=max_seconds).median_ms
+            return timer.measure([path], rounds=5, precision=0.01)[0].ratio
 
-        unpruned = None
-        if budget.ratio is not None:
-            unpruned = measure(graph.widths)
-            target, goal = budget.ratio * unpruned, budget.ratio * predicted_full
-        else:
-            target = goal = float(budget.value)
+        goal = target * full_ms  # the open loop's goal: the prediction is in measured ms
         bar = _bar(steps, progress)
         candidates, history, seen = [], [], {}
         for _ in range(4 * steps):  # solver calls; a coarse grid may repeat an answer
@@ -88,23 +98,25 @@ def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, pr
                 continue
             if len(candidates) == steps:
                 break
-            ms = seen[key] = measure(alloc.widths)
-            history.append({"goal": goal, "predicted": alloc.cost, "measured_ms": ms})
+            ratio = seen[key] = measure(alloc.widths)
+            history.append({"goal": goal, "predicted": alloc.cost, "ratio": ratio,
+                            "ms": ratio * full_ms})
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{ms:.3f} ms, budget {target:.3f}")
-            candidates.append((alloc, goal, ms))
-            if (1 - CLOSE_ENOUGH) * target <= ms <= target:
+                bar.set_postfix_str(f"{ratio:.1%} of unpruned, target {target:.1%}")
+            candidates.append((alloc, goal, ratio))
+            if (1 - CLOSE_ENOUGH) * target <= ratio <= target:
                 break
-            goal *= target / ms
+            goal *= target / ratio
         if bar is not None:
             bar.close()
     if not candidates:
-        raise ValueError(f"no width allocation is feasible for {target:.3f} ms on the device")
+        raise ValueError(f"no width allocation is feasible for {target:.1%} of the unpruned "
+                         "latency on the device")
     under = [c for c in candidates if c[2] <= target]
     # The slowest candidate under the budget keeps the most; failing that, the fastest.
     alloc, goal, _ = max(under, key=lambda c: c[2]) if under else min(candidates, key=lambda c: c[2])
-    return Refinement(alloc, goal, target, unpruned, bool(under), history)
+    return Refinement(alloc, goal, target, full_ms, bool(under), timer.spread(), history)
 
 
 def _bar(total: int, progress: bool):

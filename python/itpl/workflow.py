@@ -32,6 +32,11 @@ class Budget:
     value: float | None = None
     ratio: float | None = None
 
+    @property
+    def kind_unit(self) -> str:
+        """How an absolute value of this kind is given: ms, MACs or params."""
+        return {"latency": "ms", "flops": "MACs"}.get(self.kind, self.kind)
+
     def resolve(self, full: float) -> float:
         if (self.value is None) == (self.ratio is None):
             raise ValueError("give the budget as a value or as a ratio, not both")
@@ -188,7 +193,8 @@ def prune_model(
         cost = build_cost(graph, budget.kind)
     round_to = round_to or 8
     full_cost = cost.full()
-    target = budget.resolve(full_cost)
+    # A latency ratio is of the unpruned model as measured in the profile, not as predicted.
+    target = budget.resolve(full_cost if budget.kind != "latency" else profile.reference["ms"])
     if target >= full_cost:
         return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
                            profile=profile)
@@ -227,9 +233,7 @@ def prune_model(
     if budget.kind == "latency" and device is not None:
         from itpl.refine import refine_on_device
 
-        refined = refine_on_device(graph, solve_for, budget, full_cost, device,
-                                   threads=profile.device["threads"],
-                                   batch=profile.settings["batch"], progress=progress)
+        refined = refine_on_device(graph, solve_for, budget, profile, device, progress=progress)
         allocation, goal, target = refined.allocation, refined.goal, refined.target_ms
     else:
         allocation = solve_for(target)
@@ -249,7 +253,12 @@ def prune_model(
                 "full": full_cost, "predicted": allocation.cost,
                 **({"device": profile.device, "batch": profile.settings["batch"]}
                    if budget.kind == "latency" else {}),
-                **({"refined": {"met": refined.met, "unpruned_ms": refined.unpruned_ms,
+                "set_as": "ratio" if budget.ratio is not None else budget.kind_unit,
+                **({"ratio": budget.ratio} if budget.ratio is not None else {}),
+                **({"unpruned_ms": profile.reference["ms"],
+                    "profile_reference": profile.reference} if budget.kind == "latency" else {}),
+                **({"refined": {"met": refined.met, "target_ratio": refined.target_ratio,
+                                "reference": refined.reference.to_dict(),
                                 "steps": refined.steps}} if refined else {})},
         settings={"samples": importance.samples, "data": data_label or "tensor",
                   "estimator": "debiased" if debiased else "biased", "beta": importance.beta,
@@ -265,18 +274,6 @@ def prune_model(
         importance=importance, allocation=allocation, zero_allocation=zero,
         moved=[w - z for w, z in zip(allocation.widths, zero.widths)], profile=profile,
     )
-
-
-def measure_latency(model: nn.Module, input_shape, device, *, threads: int = 1,
-                    batch: int = 1) -> float:
-    """Export ``model`` and time it on ``device``: median ms per invocation."""
-    import tempfile
-
-    from itpl.export import export_tflite
-
-    with tempfile.TemporaryDirectory(prefix="itpl-verify-") as tmp:
-        path = export_tflite(model, input_shape, os.path.join(tmp, "model.tflite"), batch=batch).path
-        return device.time_model(path, threads=threads).median_ms
 
 
 def save_result(result: PruneResult, prefix: str) -> tuple[str, str]:
@@ -308,15 +305,14 @@ def summary_lines(result: PruneResult) -> list[str]:
         lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
                      f"{cost.unit} (budget {fmt(b['value'])}, "
                      f"{b['predicted'] / b['full']:.1%} of unpruned)")
-    else:  # the budget is in measured ms; the profile's numbers are predictions
+    else:  # the budget is in measured ratios; the profile's numbers are predictions
         lines.append(f"{cost.kind} predicted by the profile: {fmt(b['full'])} -> "
                      f"{fmt(b['predicted'])} {cost.unit} ({b['predicted'] / b['full']:.1%})")
         last = min((s for s in refined["steps"] if s["predicted"] == b["predicted"]),
-                   key=lambda s: s["measured_ms"])
-        lines.append(f"timed {len(refined['steps'])} candidates on the device: "
-                     f"{last['measured_ms']:.3f} ms measured, budget {b['value']:.3f} ms"
-                     + (f" ({b['value'] / refined['unpruned_ms']:.0%} of the unpruned "
-                        f"{refined['unpruned_ms']:.3f} ms measured)" if refined["unpruned_ms"] else "")
+                   key=lambda s: s["ratio"])
+        lines.append(f"timed {len(refined['steps'])} candidates beside the unpruned model: "
+                     f"{last['ratio']:.1%} of its latency, budget {refined['target_ratio']:.1%} "
+                     f"({b['value']:.3f} of {b['unpruned_ms']:.3f} ms in the profile)"
                      + ("" if refined["met"] else ": NOT MET, the fastest candidate is kept"))
     moved = result.channels_moved
     baseline = "zero importance"

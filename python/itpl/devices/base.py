@@ -33,3 +33,19 @@ class Device:
                    max_seconds: float = 10.0) -> Timing:
         """Median/min/max latency of one invocation of ``path``."""
         raise NotImplementedError
+
+    def time_bursts(self, sequence: list[str], *, threads: int, burst_ms: float,
+                    min_runs: int = 1) -> list[float]:
+        """Time the models of ``sequence`` in its order, one burst each (a path may recur).
+
+        A burst invokes its model, already warmed up, for about ``burst_ms``
+        and at least ``min_runs`` times, and yields the median ms of one
+        invocation. The
+        order is the point: :mod:`itpl.timing` puts a reference model between
+        every two others, so each burst sits seconds or less from its
+        reference. This generic version times each entry on its own; devices
+        that can keep models loaded, or run a whole sequence in one go,
+        override it.
+        """
+        return [self.time_model(path, threads=threads, warmup=1, min_repeats=min_runs,
+                                max_seconds=burst_ms / 1e3).median_ms for path in sequence]

@@ -1,0 +1,105 @@
+"""Freed memory kept in the process (itpl._memory) vs glibc's default, in one run.
+
+Each setting runs in its own child process, in turn, round after round (the
+machine's speed drifts; interleaving puts the drift on all settings alike):
+
+  default    ``ITPL_KEEP_MEMORY=0``: malloc as glibc sets it, after ``import itpl``
+  itpl       ``import itpl`` with nothing set by the user (the default)
+  tuned env  ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set before
+             start-up, the hand-tuned reference of issue 23
+
+Work per child: a ResNet-20 training step at batch 128 (32 x 32, SGD; median of
+6 steps after 2 warm-up steps) and a MobileNetV1 forward pass of 64 images at
+224 x 224 under no_grad (median of 3), plus the child's peak RSS.
+
+Bar (issue 23): the itpl training step within 1.5x of the tuned one.
+
+    python bench/bench_memory.py [--rounds 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, statistics, sys, time
+import itpl, torch
+from itpl.models import build
+torch.manual_seed(0)
+net = build("resnet20")
+opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.randn(128, 3, 32, 32), torch.randint(0, 10, (128,))
+steps = []
+for i in range(8):
+    t = time.perf_counter()
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+    steps.append(time.perf_counter() - t)
+mnet = build("mobilenet_v1").eval()
+xb = torch.randn(64, 3, 224, 224)
+fwd = []
+for i in range(3):
+    t = time.perf_counter()
+    with torch.no_grad():
+        mnet(xb)
+    fwd.append(time.perf_counter() - t)
+print(json.dumps({"step_s": statistics.median(steps[2:]), "forward_s": statistics.median(fwd),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+SETTINGS = {
+    "default": {"ITPL_KEEP_MEMORY": "0"},
+    "itpl": {},
+    "tuned env": {"ITPL_KEEP_MEMORY": "0", "MALLOC_MMAP_THRESHOLD_": "4294967296",
+                  "MALLOC_TRIM_THRESHOLD_": "4294967296"},
+}
+
+
+def run(extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ITPL_KEEP_MEMORY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    env.update(extra)
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    results = {name: [] for name in SETTINGS}
+    for r in range(args.rounds):
+        for name, extra in SETTINGS.items():
+            results[name].append(run(extra))
+            print(f"round {r + 1}: {name:<10} {results[name][-1]}", flush=True)
+    summary = {name: {k: statistics.median(v[k] for v in rows) for k in rows[0]}
+               for name, rows in results.items()}
+    base, tuned = summary["default"], summary["tuned env"]
+    print(f"\n{'setting':<10} {'train step':>11} {'vs tuned':>9} {'forward 64':>11} "
+          f"{'vs default':>10} {'peak RSS':>9}")
+    for name, s in summary.items():
+        print(f"{name:<10} {s['step_s']:>9.3f} s {s['step_s'] / tuned['step_s']:>8.2f}x "
+              f"{s['forward_s']:>9.3f} s {base['forward_s'] / s['forward_s']:>9.2f}x "
+              f"{s['peak_rss_mb']:>6.0f} MB")
+    ratio = summary["itpl"]["step_s"] / tuned["step_s"]
+    print(f"bar: itpl's training step {ratio:.2f}x the tuned one (bar 1.5x): "
+          f"{'met' if ratio <= 1.5 else 'NOT met'}; {base['step_s'] / summary['itpl']['step_s']:.2f}x "
+          f"faster than glibc's default")
+    report = {"rounds": results, "summary": summary, "ratio_to_tuned": ratio}
+    if args.json:
+        from itpl.fileio import write_json
+
+        write_json(args.json, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
