@@ -1,163 +1,154 @@
-"""Latency budgets on the local CPU: profile accuracy, budget met, and
-latency-aware vs FLOPs-aware pruning at the same measured latency.
+"""Latency budgets that hold on a drifting device: profile accuracy, open- and
+closed-loop budgets measured beside the unpruned model, and the channel tile.
 
-1. ``itpl profile`` of MobileNetV1 and MobileNetV2: wall time, and the share of
-   random width configurations (never used in the fit) predicted within 10% and
-   5% of their measured latency.
-2. MobileNetV1 and MobileNetV2 pruned to X = 54% of their measured unpruned
-   latency (Table 3's 15 of 28 ms), as ``itpl prune --latency-ratio 0.54
-   --device local`` does: the solver's candidates are timed on the device and
-   the goal corrected (``--no-refine``: the profile's prediction alone). Then
-   exported and timed against the unpruned model in interleaved rounds (the
-   machine is shared; its speed drifts).
-3. FLOPs-aware pruning with the same importance, its FLOPs budget searched so
-   that the profile predicts the latency-budget model's latency; both models
-   exported and measured in this run, FLOPs kept and latency compared. The
-   FLOPs-aware model is made at round-to 8 (its default) and at the profile's
-   round-to.
+For MobileNetV1 and MobileNetV2 (random weights; latency does not depend on them),
+on the local CPU, one thread, batch 1:
 
-Bars (issue 5): >= 95% within 10%; measured / unpruned <= 0.54 * 1.05; the latency-budget
-model keeps at least the FLOPs of the FLOPs-budget model at the same measured
-latency; profiling MobileNetV1 under 3 minutes.
+1. ``itpl profile``: wall time, channel tile, and the share of validation
+   configurations predicted within 10% / 5% of their measured latency, random
+   and solver-like ones reported apart (none of them used in the fit).
+2. Open loop: pruned with the profile alone (no device) to 40, 55 and 70% of
+   the unpruned latency, exported, and timed as a ratio to the unpruned model
+   in interleaved rounds (itpl.timing): the measured ratio against the asked one.
+3. Closed loop: ``itpl prune --latency-ratio 0.54 --profile P --device local
+   --verify`` (candidates timed on the device), then the exported model timed
+   again beside the unpruned one here, independently of the refine step.
+4. The channel tile measured ``--tile-runs`` times on its own.
 
-    python bench/bench_latency.py [--threads 1] [--samples 64] [--no-refine] [--json out.json]
+Bars (issue 16): validation >= 95% within 10%, random and solver-like; open loop
+within 10% of the asked ratio; closed loop between 0.85x and 1.03x of 0.54;
+the same tile in every run; profiling under 3 minutes per model.
+
+    python bench/bench_latency.py [--models mobilenet_v1 mobilenet_v2] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
 
-import numpy as np
 import torch
 
-from itpl.bench import median_in_rounds
-from itpl.cost import build_cost, format_amount
+from itpl.cli import main as itpl_main
 from itpl.data import random_calibration
 from itpl.devices import get_device
 from itpl.export import export_tflite
 from itpl.fileio import write_json
 from itpl.graph import analyze
 from itpl.models.source import ModelSource
-from itpl.profile import profile_model
-from itpl.solve import solve
+from itpl.plan import load
+from itpl.profile import profile_model, write_profile
+from itpl.profile_runs import measure_channel_tile
+from itpl.timing import Timer
 from itpl.workflow import Budget, prune_model
 
+SHAPE = (3, 224, 224)
 
-def _profile(name, device, threads):
+
+def _profile(name, device, threads, folder):
     torch.manual_seed(0)
-    model = ModelSource(name).build().eval()
-    graph = analyze(model, (3, 224, 224))
+    graph = analyze(ModelSource(name).build().eval(), SHAPE)
     start = time.perf_counter()
     profile = profile_model(graph, device, name=name, threads=threads)
     seconds = time.perf_counter() - start
-    v = profile.validation
-    print(f"{name}: profiled in {seconds:.0f} s (channel tile {profile.settings['channel_tile']}); "
-          f"unpruned measured {profile.calibration['measured_ms'][0]:.3f} ms; validation: "
-          f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5% "
-          f"(largest error {v['max_rel_error']:.1%}, {len(v['widths'])} configurations)")
-    return profile, seconds
+    path = os.path.join(folder, f"{name}.profile.json")
+    write_profile(profile, path)
+    v, r = profile.validation, profile.reference
+    print(f"{name}: profiled in {seconds:.0f} s, channel tile {profile.settings['channel_tile']}, "
+          f"unpruned {r['ms']:.3f} ms (moved {r['relative']:.0%} over the run)")
+    for kind in ("random", "solver"):
+        p = v[kind]
+        print(f"  validation, {len(p['widths'])} {kind}: {p['within_10pct']:.0%} within 10%, "
+              f"{p['within_5pct']:.0%} within 5% (largest {p['max_rel_error']:.1%}, mean "
+              f"{p['mean_signed_error']:+.1%})")
+    return profile, path, seconds
 
 
-def _flops_budget_for(latency_ms, importance, flops, latency, widths, round_to):
-    """FLOPs budget whose allocation the profile predicts at ``latency_ms`` (bisection)."""
-    lo, hi = 0.05 * flops.full(), flops.full()
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        try:
-            alloc = solve(importance, flops, mid, widths, round_to=round_to)
-        except ValueError:
-            lo = mid
-            continue
-        if latency(np.asarray(alloc.widths) / widths) > latency_ms:
-            hi = mid
-        else:
-            lo = mid
-    return lo
-
-
-def _compare(name, profile, device, args):
-    """Latency budget vs FLOPs budgets at the same predicted latency, timed together."""
-    source, shape = ModelSource(name), (3, 224, 224)
-    data = random_calibration(shape, samples=args.samples, seed=0)
-    full_pred = profile.cost().full()
-    torch.manual_seed(0)
-    if args.no_refine:  # the profile's prediction alone, budget of the unpruned measured then
-        budget = args.ratio * profile.calibration["measured_ms"][0]
-        lat = prune_model(source, Budget("latency", value=budget), data=data, profile=profile)
-    else:  # candidates timed on the device, budget of the unpruned measured now
-        lat = prune_model(source, Budget("latency", ratio=args.ratio), data=data, profile=profile,
-                          device=device)
-        budget = lat.budget
-        steps = lat.plan.budget["refined"]["steps"]
-        print(f"\n{name}: {len(steps)} candidates timed: " + ", ".join(
-            f"goal {s['goal']:.3f} -> {s['measured_ms']:.3f} ms" for s in steps)
-            + f" (budget {budget:.3f} ms)")
-    flops = build_cost(lat.graph, "flops")
-    widths = lat.graph.widths
-    models = [("unpruned", None, full_pred, flops.full(), ModelSource(name).build().eval()),
-              ("latency budget", lat.plan.settings["round_to"], lat.allocation.cost,
-               flops(np.asarray(lat.allocation.widths) / widths), lat.model)]
-    for round_to in sorted({8, profile.settings["round_to"]}):
-        target = _flops_budget_for(lat.allocation.cost, lat.importance.group_mean_importance, flops,
-                                   profile.cost(), widths, round_to)
-        torch.manual_seed(0)
-        fl = prune_model(source, Budget("flops", value=target), data=data, round_to=round_to)
-        models.append((f"FLOPs budget {format_amount(target)}", round_to,
-                       profile.cost()(np.asarray(fl.allocation.widths) / widths), fl.allocation.cost,
-                       fl.model))
-    # Timed together, in interleaved rounds, so the machine's drift since
-    # profiling cancels from the ratios to the unpruned model.
-    with tempfile.TemporaryDirectory(prefix="itpl-latency-") as tmp:
-        paths = [export_tflite(m[-1], shape, os.path.join(tmp, f"{i}.tflite")).path
-                 for i, m in enumerate(models)]
-        measured = median_in_rounds(paths, device, threads=args.threads, rounds=args.rounds,
-                                    max_seconds=2)
-    base = measured[0]
-    print(f"\n{name}, budget {args.ratio:.0%} of the unpruned latency "
-          f"({budget:.3f} ms {'at profiling' if args.no_refine else 'when pruned'}; {args.threads} thread{'s' if args.threads != 1 else ''}, "
-          f"median of {args.rounds} interleaved rounds):")
-    print(f"{'model':<24} {'round':>5} {'predicted':>10} {'measured':>9} {'/unpruned':>9} {'MACs':>9}")
-    rows = []
-    for (label, r, pred, macs, _), ms in zip(models, measured):
-        print(f"{label:<24} {r or '':>5} {pred:>8.3f}ms {ms:>7.3f}ms {ms / base:>9.1%} "
-              f"{format_amount(macs):>9}")
-        rows.append({"model": label, "round_to": r, "predicted_ms": pred, "measured_ms": ms,
-                     "ratio": ms / base, "macs": macs})
-    got = measured[1] / base
-    print(f"budget met: the latency-budget model runs at {got:.1%} of the unpruned latency, "
-          f"budget {args.ratio:.0%}, bar {args.ratio * 1.05:.1%} ({got / args.ratio:.1%} of the budget)")
-    return got, rows
+def _ratios(device, threads, unpruned, models, folder):
+    """Each model exported and timed as a ratio to the unpruned model, interleaved."""
+    base = export_tflite(unpruned, SHAPE, os.path.join(folder, "unpruned.tflite")).path
+    paths = [export_tflite(m, SHAPE, os.path.join(folder, f"m{i}.tflite")).path
+             for i, m in enumerate(models)]
+    timer = Timer(device, base, threads=threads)
+    return timer.measure(paths, rounds=10, precision=0.01), timer.spread()
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
-    p.add_argument("--ratio", type=float, default=0.54, help="latency budget / unpruned latency")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
-    p.add_argument("--no-refine", action="store_true",
-                   help="prune on the profile's prediction alone (no candidates timed)")
+    p.add_argument("--samples", type=int, default=32, help="calibration samples for pruning")
     p.add_argument("--models", nargs="+", default=["mobilenet_v1", "mobilenet_v2"],
-                   choices=["mobilenet_v1", "mobilenet_v2"], help="models to prune and compare")
+                   choices=["mobilenet_v1", "mobilenet_v2"])
+    p.add_argument("--open-ratios", default="0.4,0.55,0.7")
+    p.add_argument("--closed-ratio", type=float, default=0.54)
+    p.add_argument("--tile-runs", type=int, default=5)
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     device = get_device("local")
-    report = {"device": device.facts(args.threads), "profiles": {}}
-    profiles = {}
-    for name in ("mobilenet_v1", "mobilenet_v2"):
-        profile, seconds = _profile(name, device, args.threads)
-        profiles[name] = profile
-        report["profiles"][name] = {"seconds": seconds, **{k: profile.validation[k] for k in
-                                    ("within_10pct", "within_5pct", "max_rel_error")}}
+    report = {"device": device.facts(args.threads), "models": {}}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="itpl-latency-") as tmp:
+        for name in args.models:
+            out = report["models"][name] = {}
+            profile, path, seconds = _profile(name, device, args.threads, tmp)
+            out["profile"] = {"seconds": seconds, "tile": profile.settings["channel_tile"],
+                              "reference": profile.reference,
+                              **{k: {m: v[m] for m in ("within_10pct", "within_5pct",
+                                                       "max_rel_error", "mean_signed_error")}
+                                 for k, v in profile.validation.items()}}
+            data = random_calibration(SHAPE, samples=args.samples, seed=0)
+            asked = [float(r) for r in args.open_ratios.split(",")]
+            pruned = []
+            for ratio in asked:
+                torch.manual_seed(0)
+                pruned.append(prune_model(ModelSource(name), Budget("latency", ratio=ratio),
+                                          data=data, profile=profile, beta_scales=(1,)).model)
+            torch.manual_seed(0)
+            got, spread = _ratios(device, args.threads, ModelSource(name).build().eval(), pruned,
+                                  tmp)
+            out["open_loop"] = []
+            print(f"  open loop (profile only), timed beside the unpruned model (it moved "
+                  f"{spread.relative:.0%}):")
+            for ratio, rel in zip(asked, got):
+                lo, hi = rel.interval()
+                ok = abs(rel.ratio / ratio - 1) <= 0.10
+                out["open_loop"].append({"asked": ratio, "measured": rel.ratio, "interval": [lo, hi],
+                                         "rounds": len(rel.ratios), "within_10pct": ok})
+                print(f"    asked {ratio:.0%}: measured {rel.ratio:.1%} [{lo:.1%}-{hi:.1%}], "
+                      f"{rel.ratio / ratio:.3f}x the asked ratio {'ok' if ok else 'MISSED'}")
 
-    report["budget"], report["comparison"] = {}, {}
-    for name in args.models:
-        got, rows = _compare(name, profiles[name], device, args)
-        report["budget"][name] = {"ratio": args.ratio, "measured_ratio": got}
-        report["comparison"][name] = rows
+            prefix = os.path.join(tmp, f"{name}-closed")
+            code = itpl_main(["prune", "--model", name, "--latency-ratio", f"{args.closed_ratio}",
+                              "--profile", path, "--device", "local", "--verify", "--samples",
+                              str(args.samples), "--beta-scales", "1", "-o", prefix, "-q"])
+            assert code == 0, "itpl prune failed"
+            with open(prefix + ".plan.json") as f:
+                budget = json.load(f)["budget"]
+            torch.manual_seed(0)
+            again, spread = _ratios(device, args.threads, ModelSource(name).build().eval(),
+                                    [load(prefix + ".plan.json")], tmp)
+            rel = again[0]
+            lo, hi = args.closed_ratio * 0.85, args.closed_ratio * 1.03
+            ok = lo <= rel.ratio <= hi
+            out["closed_loop"] = {"verify_ratio": budget["verified"]["ratio"],
+                                  "verify_met": budget["verified"]["met"],
+                                  "candidates": budget["refined"]["steps"],
+                                  "measured_again": rel.ratio, "interval": list(rel.interval()),
+                                  "in_bar": ok}
+            print(f"  closed loop ({len(budget['refined']['steps'])} candidates timed): --verify "
+                  f"{budget['verified']['ratio']:.1%} "
+                  f"({'met' if budget['verified']['met'] else 'NOT met'}); timed again here: "
+                  f"{rel.ratio:.1%} = {rel.ratio / args.closed_ratio:.3f}x of "
+                  f"{args.closed_ratio:.0%} (bar 0.85-1.03x): {'ok' if ok else 'MISSED'}")
+        tiles = [measure_channel_tile(device, threads=args.threads) for _ in range(args.tile_runs)]
+        report["tiles"] = tiles
+        print(f"channel tile in {args.tile_runs} runs: {tiles} "
+              f"({'identical' if len(set(tiles)) == 1 else 'DIFFERENT'})")
+    report["seconds"] = time.perf_counter() - start
+    print(f"total {report['seconds'] / 60:.1f} min")
     if args.json:
         write_json(args.json, report)
     return report

@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="local", help="local, adb:HOST:PORT or adb-usb[:SERIAL]")
     p.add_argument("--benchmark-binary", help="phones: a benchmark_model build to push")
     p.add_argument("--cpu-mask", help="phones: taskset mask, e.g. f0")
-    p.add_argument("--max-seconds", type=float, default=10.0)
+    p.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds at least")
     p.add_argument("--samples", type=int, default=64, help="calibration samples for pruning")
     p.add_argument("--models", nargs="+", choices=list(PAPER), default=list(PAPER))
     p.add_argument("--round-to", type=int,
@@ -78,8 +78,7 @@ def main(argv=None) -> dict:
                 files = {b: export_tflite(model, shape, os.path.join(tmp, f"{label}-{b}.tflite"),
                                           batch=b).path for b in BATCHES}
                 models.append((label, files))
-            result = bench.bench_models(models, device, threads=args.threads,
-                                        max_seconds=args.max_seconds)
+            result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds)
             print(bench.format_table(result))
             paper_rows = list(rows.values())
             print(f"{'speedup vs baseline':<34}{'ours b1/b4/b8':>24}{'paper Pixel 2 b1/b4/b8':>28}")

@@ -76,7 +76,6 @@ import time
 import numpy as np
 import torch
 
-from itpl.bench import median_in_rounds
 from itpl.cost import build_cost
 from itpl.data import LabelledData
 from itpl.devices import get_device
@@ -85,7 +84,9 @@ from itpl.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
 from itpl.graph import analyze
 from itpl.models import build
 from itpl.models.source import ModelSource
-from itpl.profile import WholeModels, profile_model
+from itpl.profile import profile_model
+from itpl.profile_runs import WholeModels
+from itpl.timing import Timer
 from itpl.prune import pruned_copy
 from itpl.solve import allowed_widths, solve
 from itpl.workflow import Budget, prune_model
@@ -258,8 +259,7 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
                 candidates[label].append(solve_for(goal * f))
             except ValueError:  # below the smallest model
                 pass
-    ms = time_interleaved(graph, device, [w for c in candidates.values() for w in c], rounds=3,
-                          max_seconds=0.5)
+    ms = time_interleaved(graph, device, [w for c in candidates.values() for w in c], rounds=3)
     target = budget.ratio * ms[tuple(full)]
     out = {}
     for label, widths in candidates.items():
@@ -295,20 +295,19 @@ def _allocation_labels(text):
     return {ALLOCATIONS["default"], *(ALLOCATIONS[n] for n in names)}
 
 
-def time_interleaved(graph, device, widths_list, rounds=5, max_seconds=1.0):
-    """Median ms of each width list and of the unpruned model, timed in turns.
-
-    The machine is shared and drifts; timing every model once per round and
-    taking medians over rounds lets the drift fall on all of them alike.
-    """
+def time_interleaved(graph, device, widths_list, rounds=5):
+    """Ms of each width list and of the unpruned model, each timed as a ratio to the
+    unpruned model in interleaved rounds (itpl.timing), so the drift cancels."""
     models = list(dict.fromkeys([tuple(graph.widths), *map(tuple, widths_list)]))
     with tempfile.TemporaryDirectory() as tmp:
         whole = WholeModels(graph, 1, tmp)
         paths = [os.path.join(tmp, f"m{i}.tflite") for i in range(len(models))]
         for w, path in zip(models, paths):
             whole.write(list(w), path)
-        ms = median_in_rounds(paths, device, threads=1, rounds=rounds, max_seconds=max_seconds)
-    return dict(zip(models, ms))
+        timer = Timer(device, whole.base, threads=1)
+        got = timer.measure(paths, rounds=rounds, precision=0.02)
+        ms = timer.spread().ms
+    return {w: g.ratio * ms for w, g in zip(models, got)}
 
 
 def train_base(args, train, val):
@@ -371,7 +370,7 @@ def main(argv=None) -> dict:
         # Multiples of 8, not the CPU's 32-channel tile: at 16/32/64 channels a
         # tile of 32 would leave almost nothing to allocate.
         profile = profile_model(graph, device, name=source.name, kwargs=source.kwargs,
-                                max_seconds=0.3, round_to=8)
+                                round_to=8)
     budgets = {
         f"{ratio:.0%} {'FLOPs' if kind == 'flops' else kind}": (
             Budget(kind, ratio=ratio),

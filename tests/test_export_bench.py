@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from itpl import models
-from itpl.bench import compare, median_in_rounds, tflite_batch
+from itpl.bench import tflite_batch
 from itpl.cli import main
 from itpl.export import export_tflite, run_tflite
 
@@ -26,25 +26,6 @@ def r20_files(tmp_path_factory):
     model = models.build("resnet20")
     return {b: export_tflite(model, (3, 32, 32), str(folder / f"r20-b{b}.tflite"), batch=b).path
             for b in (1, 2)}, model
-
-
-def test_median_in_rounds_times_the_models_in_turn(r20_files):
-    from itpl.devices.local import LocalDevice
-
-    files, _ = r20_files
-    order, medians = [], {}
-
-    class Recording(LocalDevice):
-        def time_model(self, path, **kw):
-            timing = super().time_model(path, **kw)
-            order.append(path)
-            medians.setdefault(path, []).append(timing.median_ms)
-            return timing
-
-    paths = [files[1], files[2]]
-    got = median_in_rounds(paths, Recording(), threads=1, rounds=3, max_seconds=0.05)
-    assert order == paths * 3  # one of each per round, never one model's rounds in a row
-    assert got == [float(np.median(medians[p])) for p in paths]
 
 
 def test_export_round_trip_numerics(r20_files):
@@ -100,25 +81,46 @@ def test_conversion_failure_names_the_layer(tmp_path):
 def test_bench_table_json_and_compare(r20_files, tmp_path, capsys):
     files, _ = r20_files
     out_json = str(tmp_path / "b.json")
-    code, out, err = _run(capsys, "bench", files[1], files[2], "--threads", "1",
-                          "--max-seconds", "0.5", "--json", out_json)
+    code, out, err = _run(capsys, "bench", files[1], files[1], files[2], "--threads", "1",
+                          "--rounds", "4", "--json", out_json)
     assert code == 0, err
-    assert "batch 1" in out and "batch 2" in out and "(1.00x)" in out
+    assert "batch 1" in out and "batch 2" in out and "(reference)" in out and "moved" in out
     result = json.loads(open(out_json).read())
     assert result["device"]["device"] == "local" and result["device"]["threads"] == 1
-    rows = {r["batch"]: r for r in result["results"]}
-    assert rows[1]["speedup"] == 1.0 and rows[1]["min_ms"] <= rows[1]["median_ms"] <= rows[1]["max_ms"]
-    assert rows[1]["repeats"] >= 20
-    # a constructed 10% regression is flagged and fails the command; 3% is not
+    assert set(result["references"]) == {"1", "2"}
+    rows = [r for r in result["results"] if r["batch"] == 1]
+    assert [r["model"] for r in rows] == ["r20-b1.tflite", "r20-b1.tflite#2"]
+    assert [r["reference"] for r in rows] == ["r20-b1.tflite"] * 2
+    assert rows[0]["speedup"] == 1.0 and len(rows[0]["samples_ms"]) >= 4
+    copy = rows[1]  # the same file timed beside itself: a ratio near 1, inside its interval
+    assert copy["speedup_low"] <= copy["speedup"] <= copy["speedup_high"]
+    assert 0.8 < copy["ratio"] < 1.25 and copy["rounds"] >= 4
+    # a constructed 10% regression of the copy (by ratio) fails the gate; the file
+    # compared with itself passes
     slower = json.loads(json.dumps(result))
-    slower["results"][0]["median_ms"] *= 1.10
-    slower["results"][1]["median_ms"] *= 1.03
+    row = slower["results"][1]
+    row["ratios"] = [r * 1.10 for r in row["ratios"]]
+    row["samples_ms"] = [v * 1.10 for v in row["samples_ms"]]
+    row["median_ms"] *= 1.10
     (tmp_path / "slow.json").write_text(json.dumps(slower))
     code, out, _ = _run(capsys, "bench", "--compare", out_json, str(tmp_path / "slow.json"))
-    assert code == 1 and out.count("REGRESSION") == 1 and "+10.0%" in out
-    assert len(compare(result, slower, 0.02)) == 2
+    assert code == 1 and out.count("REGRESSION") == 1 and "+10.0% by ratio" in out
     code, out, _ = _run(capsys, "bench", "--compare", out_json, out_json)
-    assert code == 0 and "no model/batch regressed" in out
+    assert code == 0 and "none slower" in out
+    # a gate that compared nothing fails, and a NaN threshold is refused
+    other = json.loads(json.dumps(result))
+    for r in other["results"]:
+        r["model"] = "other"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    code, _, err = _run(capsys, "bench", "--compare", out_json, str(tmp_path / "other.json"))
+    assert code == 1 and "nothing was compared" in err
+    code, _, err = _run(capsys, "bench", "--compare", out_json, out_json, "--threshold", "nan")
+    assert code == 2 and "finite" in err
+    broken = json.loads(json.dumps(result))
+    broken["results"][0]["median_ms"] = "fast"
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    code, _, err = _run(capsys, "bench", "--compare", out_json, str(tmp_path / "broken.json"))
+    assert code == 1 and "result 0 is damaged" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_counts_are_refused_before_any_work(r20_files, tmp_path, capsys):

@@ -36,6 +36,11 @@ def test_channel_tile_finds_the_simd_step():
     # 32-wide tiles, with the cheaper half tile that AVX-512 kernels show
     step32 = {16: 2.2, 32: 3.4}
     assert channel_tile(_probe_times(lambda c: step32.get(c, 1.0 + 0.08 * 32 * -(-c // 32)))) == 32
+    # one timing the OS disturbed (twice as slow) does not move the tile
+    spiked = _probe_times(lambda c: 1.0 + 0.1 * 16 * -(-c // 16))
+    key = next(k for k in spiked if k.startswith("probe/depthwise") and k.endswith(">16"))
+    spiked[key] *= 2
+    assert channel_tile(spiked) == 16
 
 
 def test_channel_tile_measured_alone_on_the_real_device():

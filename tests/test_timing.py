@@ -194,3 +194,25 @@ def test_relative_precision_from_the_interval():
     rel = Relative([1.0, 1.02, 0.98, 1.01, 0.99, 1.0, 1.0])
     lo, hi = rel.interval()
     assert rel.ratio == 1.0 and rel.precision == pytest.approx((hi - lo) / 2)
+
+
+def test_an_unstable_device_is_reported_with_what_to_do(two_models):
+    from types import SimpleNamespace
+
+    from itpl.bench import format_table
+    from itpl.profile import stability_warning
+
+    a, a2 = two_models
+    models_ = [("big", {1: a}), ("small", {1: a2})]
+    noisy = Drifting({a: 10.0, a2: 5.0}, period=10**6, noise=0.3, seed=3)
+    text = format_table(bench_models(models_, noisy, threads=1, rounds=3))
+    assert "known only within more than +-3%" in text and "close other apps" in text
+    quiet = Drifting({a: 10.0, a2: 5.0}, period=10**6, noise=0.001)
+    assert "warning" not in format_table(bench_models(models_, quiet, threads=1, rounds=3))
+
+    def profile(imprecise):
+        return SimpleNamespace(settings={"rounds": 3}, reference={
+            "timed": 100, "imprecise": imprecise, "relative": 0.3})
+
+    assert "12 of 100 samples" in stability_warning(profile(12))
+    assert stability_warning(profile(5)) is None

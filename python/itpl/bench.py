@@ -129,6 +129,13 @@ def format_table(result: dict) -> str:
     for b, ref in sorted(result.get("references", {}).items(), key=lambda kv: int(kv[0])):
         lines.append(f"batch {b}: {ref['model']} moved {ref['relative']:.0%} (10-90% of "
                      f"{ref['bursts']} bursts); speedups are ratios within rounds, 95% intervals")
+    wide = [r for r in result["results"] if r["model"] != r["reference"]
+            and (r["speedup_high"] - r["speedup_low"]) / 2 > 0.03 * r["speedup"]]
+    if wide:
+        from itpl.timing import UNSTABLE_ADVICE
+
+        lines.append(f"warning: {len(wide)} speedups are known only within more than +-3%: "
+                     f"{UNSTABLE_ADVICE}")
     return "\n".join(lines)
 
 

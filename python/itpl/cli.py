@@ -366,6 +366,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 files[b] = export_tflite(model, shape, os.path.join(tmp, f"{i}-b{b}.tflite"),
                                          batch=b).path
             models.append((label, files))
+        seen: dict[str, int] = {}
+        for i, (label, files) in enumerate(models):  # rows are keyed by label: keep them apart
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:
+                models[i] = (f"{label}#{seen[label]}", files)
         result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds,
                                     progress=sys.stderr.isatty())
     print(bench.format_table(result))

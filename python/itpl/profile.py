@@ -37,7 +37,7 @@ from itpl.graph import ModelGraph
 from itpl.profile_fit import TERMS, add_layer, columns, feature_map_form, fit_layer
 from itpl.profile_fit import calibrate as calibrate_forms
 from itpl.profile_fit import grid as layer_grid
-from itpl.profile_fit import layer_shape, nearest, rows, term_of
+from itpl.profile_fit import configurations, layer_shape, rows, solver_like, term_of
 from itpl.profile_runs import (CACHE_FORMAT, PROBES, SampleCache, Sampler, WholeModels,
                                compute_layers, probe_tile, write_micro)
 from itpl.solve import allowed_widths
@@ -189,47 +189,6 @@ def check_device(profile: Profile, facts: dict | None = None, threads: int | Non
 
 # --- the pipeline ------------------------------------------------------------------
 
-def _configs(widths, lows, alpha_min, round_to, rng, count, levels=()) -> list[list[int]]:
-    """Uniform-scaling configurations at ``levels``, then random ones, all distinct."""
-    options = [allowed_widths(w, alpha_min, round_to) for w in widths]
-    out = [[nearest(w, lo + r * (w - lo), alpha_min, round_to) for lo, w in zip(lows, widths)]
-           for r in levels]
-    tries = 0
-    while len(out) < count and tries < 100 * count:
-        tries += 1
-        c = [int(rng.choice(o)) for o in options]
-        if c not in out:
-            out.append(c)
-    return out
-
-
-def solver_like(cost: QuadraticCost, widths, alpha_min, round_to, rng, count,
-                exclude=()) -> list[list[int]]:
-    """Width configurations like the solver's answers: both objectives, tilted by
-    random importance, at budgets from 30% to 85% of the unpruned cost."""
-    from itpl.solve import solve
-
-    full, floor = cost.full(), cost(np.asarray([allowed_widths(w, alpha_min, round_to)[0] / w
-                                                for w in widths]))
-    out, seen = [], {tuple(c) for c in exclude}
-    for i in range(4 * count):
-        if len(out) == count:
-            break
-        ratio = rng.uniform(0.3, 0.85)
-        scores = rng.uniform(0.0, 1.0, len(widths)) ** 2
-        objective = "linear" if i % 3 == 2 else "log"
-        goal = max(ratio * full, floor * 1.05)
-        try:
-            got = solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to,
-                        objective=objective).widths
-        except ValueError:
-            continue
-        if tuple(got) not in seen and list(got) != list(widths):
-            seen.add(tuple(got))
-            out.append([int(w) for w in got])
-    return out
-
-
 def _whole_jobs(models, fp, batch, configs):
     return [(f"model/{fp}/n{batch}/" + ",".join(map(str, c)),
              lambda p, c=c: models.write(c, p)) for c in configs]
@@ -355,7 +314,7 @@ def profile_model(
         layer_sum = QuadraticCost("latency", sum(forms[:-1]), "ratio")
 
         rng = np.random.default_rng(seed)
-        cal = _configs(widths, lows, alpha_min, round_to, rng, (calibrate + 1) // 2,
+        cal = configurations(widths, lows, alpha_min, round_to, rng, (calibrate + 1) // 2,
                        levels=(1.0, 0.0, 0.5, 0.25, 0.75))
         cal += solver_like(layer_sum, widths, alpha_min, round_to, rng, calibrate - len(cal), cal)
         whole.run(_whole_jobs(models, fp, batch, cal), "calibration")
@@ -367,7 +326,7 @@ def profile_model(
         ratio_cost = QuadraticCost("latency", matrix, "ratio")
 
         vrng = np.random.default_rng(seed + 1)
-        val_random = [c for c in _configs(widths, lows, alpha_min, round_to, vrng,
+        val_random = [c for c in configurations(widths, lows, alpha_min, round_to, vrng,
                                           validate + len(cal)) if c not in cal][:validate]
         val_solver = solver_like(ratio_cost, widths, alpha_min, round_to, vrng, validate,
                                  cal + val_random)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from itpl.cost import _add_affine, _add_product
+from itpl.cost import QuadraticCost, _add_affine, _add_product
 from itpl.graph import Layer, ModelGraph
 from itpl.solve import allowed_widths
 from itpl.tflite_models import LayerShape
@@ -151,3 +151,44 @@ def calibrate(forms: list[np.ndarray], configs: list[np.ndarray],
     coef, _ = nnls(weights, np.ones_like(measured))
     offset = float(coef[0] - coef[1])
     return offset, [float(c / n) for c, n in zip(coef[2:], norm)]
+
+
+def configurations(widths, lows, alpha_min, round_to, rng, count, levels=()) -> list[list[int]]:
+    """Uniform-scaling configurations at ``levels``, then random ones, all distinct."""
+    options = [allowed_widths(w, alpha_min, round_to) for w in widths]
+    out = [[nearest(w, lo + r * (w - lo), alpha_min, round_to) for lo, w in zip(lows, widths)]
+           for r in levels]
+    tries = 0
+    while len(out) < count and tries < 100 * count:
+        tries += 1
+        c = [int(rng.choice(o)) for o in options]
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def solver_like(cost: QuadraticCost, widths, alpha_min, round_to, rng, count,
+                exclude=()) -> list[list[int]]:
+    """Width configurations like the solver's answers: both objectives, tilted by
+    random importance, at budgets from 30% to 85% of the unpruned cost."""
+    from itpl.solve import solve
+
+    full, floor = cost.full(), cost(np.asarray([allowed_widths(w, alpha_min, round_to)[0] / w
+                                                for w in widths]))
+    out, seen = [], {tuple(c) for c in exclude}
+    for i in range(4 * count):
+        if len(out) == count:
+            break
+        ratio = rng.uniform(0.3, 0.85)
+        scores = rng.uniform(0.0, 1.0, len(widths)) ** 2
+        objective = "linear" if i % 3 == 2 else "log"
+        goal = max(ratio * full, floor * 1.05)
+        try:
+            got = solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to,
+                        objective=objective).widths
+        except ValueError:
+            continue
+        if tuple(got) not in seen and list(got) != list(widths):
+            seen.add(tuple(got))
+            out.append([int(w) for w in got])
+    return out

@@ -30,6 +30,7 @@ class Verification:
     threads: int
     batch: int
     device: dict
+    device_name: str = "device"
     met: bool | None = None  # None for budgets that are not latency
     budget_ratio: float | None = None  # the latency budget as a ratio of the unpruned model
     profile_unpruned_ms: float | None = None  # where an ms budget was set
@@ -50,12 +51,17 @@ class Verification:
     def line(self, budget: dict) -> str:
         """The console report, given the plan's budget record."""
         lo, hi = self.interval
-        text = (f"verified on {self.device.get('device', '?')} ({self.threads} thread"
+        text = (f"verified on {self.device_name} ({self.threads} thread"
                 f"{'s' if self.threads != 1 else ''}, batch {self.batch}), {self.rounds} rounds "
                 f"beside the unpruned model: {self.ratio:.1%} of its latency (95% CI "
                 f"{lo:.1%}-{hi:.1%}), {1 / self.ratio:.2f}x faster; now {self.ms_now:.3f} ms vs "
                 f"{self.unpruned_now.ms:.3f} ms (the unpruned model moved "
                 f"{self.unpruned_now.relative:.0%})")
+        lo_hi = (hi - lo) / 2 / self.ratio
+        if lo_hi > 0.03:
+            from itpl.timing import UNSTABLE_ADVICE
+
+            text += f" [warning: the ratio is only known within +-{lo_hi:.0%}: {UNSTABLE_ADVICE}]"
         if self.met is None:
             return text
         verdict = "met" if self.met else "NOT MET"
@@ -95,7 +101,7 @@ def verify_latency(pruned, unpruned, input_shape, device, *, threads: int = 1, b
         timer = Timer(device, paths[0], threads=threads)
         got = timer.measure(paths[1:], rounds=rounds, max_rounds=4 * rounds, precision=precision)[0]
     result = Verification(got.ratio, got.interval(), len(got.ratios), timer.spread(), threads,
-                          batch, device.facts(threads))
+                          batch, device.facts(threads), device.name)
     if budget and budget.get("kind") == "latency":
         result.profile_unpruned_ms = float(budget["unpruned_ms"])
         result.budget_ratio = (float(budget["ratio"]) if budget.get("set_as") == "ratio"
