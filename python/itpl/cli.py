@@ -476,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--round-to", type=_positive,
                       help="widths are multiples of this (default: the device's channel tile)")
     prof.add_argument("--alpha-min", type=float, default=0.1, help="smallest width ratio (default 0.1)")
-    prof.add_argument("--calibrate", type=_positive, default=16,
-                      help="whole-model configurations for the calibration (default 16, at least 8)")
+    prof.add_argument("--calibrate", type=_positive, default=24,
+                      help="whole-model configurations for the calibration (default 24, at least 8)")
     prof.add_argument("--validate", type=_nonnegative, default=20,
                       help="random and as many solver-like whole-model configurations to check "
                            "the prediction (default 20 each)")

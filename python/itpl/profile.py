@@ -205,7 +205,7 @@ def profile_model(
     grid: int = 5,
     round_to: int | None = None,
     alpha_min: float = 0.1,
-    calibrate: int = 16,
+    calibrate: int = 24,
     validate: int = 20,
     seed: int = 0,
     cache: str | None = None,

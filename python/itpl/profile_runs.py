@@ -226,41 +226,38 @@ def probe_jobs(batch: int):
     return jobs
 
 
-def channel_tile(times: dict[str, float], tolerance: float = 0.05) -> int:
-    """The device's channel tile: the smallest of 8, 16, 32 on whose multiples
-    the probe layers' latency is linear in width within ``tolerance`` (relative
-    RMS). SIMD kernels process channels in tiles, so between multiples latency
-    steps instead of growing; a quadratic latency model is exact only on them.
+def channel_tile(times: dict[str, float], tolerance: float = 0.3) -> int:
+    """The device's channel tile: 8, 16 or 32, the coarsest step the probe layers show.
 
-    The point the line fits worst is left out of the RMS: one timing the OS
-    disturbed must not move the tile (it did, in 2 of 5 runs), while a tile
-    that is too small leaves every other point off the line.
+    SIMD kernels process channels in tiles, so latency does not grow smoothly
+    with width: it steps once per tile (a quadratic latency model is exact
+    only on multiples of it). A probe has a tile of at least ``2h`` when, over
+    its widths in steps of ``h``, the time hardly grows inside a ``2h`` tile
+    (``h`` to ``2h``) while it does grow across one (``2h`` to ``3h``): the
+    median increment inside is at most ``tolerance`` times the median
+    increment across. Medians, so one timing the OS disturbed cannot move the
+    tile (a least-squares line test did, in 2 runs of 5). The device's tile
+    is the coarsest over the probes: multiples of it suit every layer.
     """
-    errors = []
-    for tile in TILES:
-        worst = 0.0
-        for shape in PROBES:
-            points = [(c, t) for k, t in times.items() if k.startswith(f"probe/{shape.key}/")
-                      for c in [int(k.rsplit(">", 1)[1])] if c % tile == 0]
-            c, t = (np.array(v, dtype=np.float64) for v in zip(*points))
-            worst = max(worst, _trimmed_line_error(c, t))
-        if worst <= tolerance:
-            return tile
-        errors.append(worst)
-    return TILES[int(np.argmin(errors))]
-
-
-def _trimmed_line_error(c: np.ndarray, t: np.ndarray) -> float:
-    """Relative RMS error of a line through (c, t), fitted again without its worst point."""
-    def fit(keep):
-        x = np.stack([np.ones(keep.sum()), c[keep]], axis=1) / t[keep, None]
-        coef, *_ = np.linalg.lstsq(x, np.ones(keep.sum()), rcond=None)
-        return np.stack([np.ones_like(c), c], axis=1) @ coef / t - 1
-
-    keep = np.ones(len(c), dtype=bool)
-    if len(c) > 3:
-        keep[int(np.argmax(np.abs(fit(keep))))] = False
-    return float(np.sqrt(np.mean(fit(keep)[keep] ** 2)))
+    tile = TILES[0]
+    for shape in PROBES:
+        by_width = {int(k.rsplit(">", 1)[1]): t for k, t in times.items()
+                    if k.startswith(f"probe/{shape.key}/")}
+        found = TILES[0]
+        for coarser in TILES[1:]:
+            h = coarser // 2
+            steps = {w: by_width[w + h] - by_width[w] for w in by_width if w % h == 0
+                     and w + h in by_width}
+            inside = [d for w, d in steps.items() if (w // h) % 2 == 1]  # h -> 2h, 3h -> 4h, ...
+            across = [d for w, d in steps.items() if (w // h) % 2 == 0]  # 2h -> 3h, ...
+            if not inside or not across:
+                break
+            grow = float(np.median(across))
+            if not (grow > 0 and float(np.median(inside)) <= tolerance * grow):
+                break
+            found = coarser
+        tile = max(tile, found)
+    return tile
 
 
 def probe_tile(sampler: Sampler, batch: int) -> int:
