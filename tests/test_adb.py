@@ -187,17 +187,26 @@ def _cache_keys(path):
 
 
 @pytest.mark.slow
-def test_dropped_connection_mid_profile_resumes(phone, tmp_path):
+def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
     graph = analyze(ResidualNet(), ResidualNet.input_shape)
     cache = str(tmp_path / "p.cache")
-    device = _device(phone, tmp_path, retries=1)
+
+    def device(**kw):
+        made = AdbDevice(phone_spec, benchmark_binary=STAND_IN,
+                         key_path=str(tmp_path / "keys" / "adbkey"), **kw)
+        if made.kind == "server":
+            made.transport.offline_wait_s = 1  # the phone stays away: no use waiting long
+        return made
+
     phone.drop_after(30)  # facts, then about a dozen samples
     with pytest.raises(DeviceError, match="lost the connection.*run the same command again"):
-        profile_model(graph, device, name="residual", cache=cache, **FAST)
+        profile_model(graph, device(retries=1), name="residual", cache=cache, **FAST)
     first = _cache_keys(cache)
     assert 5 < len(first) < 30
-    phone.restore()
-    device, before = _device(phone, tmp_path), len(phone.commands)
+    phone.restore()  # the adb server reconnects it by itself within seconds
+    device, before = device(), len(phone.commands)
+    if device.kind == "server":
+        device.transport.offline_wait_s = 30
     profile = profile_model(graph, device, name="residual", cache=cache, **FAST)
     keys = _cache_keys(cache)
     assert keys[:len(first)] == first and len(keys) == len(set(keys))  # none lost or twice

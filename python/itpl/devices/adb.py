@@ -1,5 +1,5 @@
 """An Android phone over ADB: models are pushed to ``/data/local/tmp`` and timed
-with TFLite's ``benchmark_model`` tool on the phone.
+with TFLite's or LiteRT's ``benchmark_model`` tool on the phone.
 
 The phone logic (pushing, running and parsing ``benchmark_model``, facts)
 lives here, over one of two transports (``adb_transport.Transport``):
@@ -266,8 +266,10 @@ class AdbDevice(Device):
                       result.count or min_repeats, statistic=result.median_kind)
 
     def time_ops(self, path: str, *, threads: int, warmup: int = 5, min_repeats: int = 20,
-                 max_seconds: float = 10.0) -> BenchmarkResult:
-        """One whole-model run with TFLite's op profiler on: the result's ``ops``
-        give every operator's average time in the context of the whole model."""
+                 max_seconds: float = 10.0,
+                 flag: str = "--enable_op_profiling=true") -> BenchmarkResult:
+        """One whole-model run with the tool's op profiler on: the result's
+        ``ops`` give every operator's average time in the context of the whole
+        model. ``flag`` is TFLite's; LiteRT's tool takes ``--use_profiler=true``."""
         return self.run_benchmark(path, threads=threads, warmup=warmup, min_repeats=min_repeats,
-                                  max_seconds=max_seconds, flags=("--enable_op_profiling=true",))
+                                  max_seconds=max_seconds, flags=(flag,))

@@ -178,18 +178,25 @@ class AdbServer:
 
 class ServerTransport(Transport):
     """One phone of the running adb server: ``serial`` as ``adb devices`` prints
-    it, or empty for the only phone there (``$ANDROID_SERIAL`` when set, as adb)."""
+    it, or empty for the only phone there (``$ANDROID_SERIAL`` when set, as adb).
 
-    def __init__(self, label: str, serial: str = "", *, port: int | None = None):
+    A phone the server lists as offline (a USB hiccup, a dropped TCP link the
+    server is reconnecting) is waited for up to ``offline_wait_s`` before the
+    connection counts as lost.
+    """
+
+    _TRANSIENT = ("offline", "connecting", "authorizing")
+
+    def __init__(self, label: str, serial: str = "", *, port: int | None = None,
+                 offline_wait_s: float = 10.0):
         self.label = label
         self.server = AdbServer(port)
         self.wanted = serial or os.environ.get("ANDROID_SERIAL", "").strip()
+        self.offline_wait_s = offline_wait_s
         self.serial: str | None = None
 
-    def connect(self) -> None:
-        if self.serial is not None:
-            return
-        listed = self.server.devices()
+    def _pick(self, listed: list[tuple[str, str]]) -> tuple[str, str]:
+        """(serial, state) of the wanted phone, or of the only one listed."""
         if self.wanted:
             state = dict(listed).get(self.wanted)
             if state is None:
@@ -198,25 +205,37 @@ class ServerTransport(Transport):
                         else "")
                 raise DeviceError(f"the adb server on port {self.server.port} has no phone "
                                   f"'{self.wanted}' ({_listing(listed)}){hint}")
-            serial = self.wanted
-        else:
-            ready = [s for s, state in listed if state == "device"]
-            if len(ready) != 1:
-                more = ("pick one with --device adb:SERIAL" if ready else
-                        "connect one (USB, or 'adb connect HOST:PORT') and check 'adb devices'")
-                raise DeviceError(f"--device adb needs exactly one phone on the adb server on port "
-                                  f"{self.server.port} ({_listing(listed)}): {more}")
-            serial, state = ready[0], "device"
+            return self.wanted, state
+        ready = [s for s, state in listed if state == "device"]
+        if not ready and len(listed) == 1 and listed[0][1] in self._TRANSIENT:
+            return listed[0]  # the only phone, coming back: connect() waits for it
+        if len(ready) != 1:
+            more = ("pick one with --device adb:SERIAL" if ready else
+                    "connect one (USB, or 'adb connect HOST:PORT') and check 'adb devices'")
+            raise DeviceError(f"--device adb needs exactly one phone on the adb server on port "
+                              f"{self.server.port} ({_listing(listed)}): {more}")
+        return ready[0], "device"
+
+    def connect(self) -> None:
+        if self.serial is not None:
+            return
+        deadline = time.monotonic() + self.offline_wait_s
+        while True:
+            serial, state = self._pick(self.server.devices())
+            if state not in self._TRANSIENT or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         if state == "unauthorized":
             raise DeviceError(f"{serial} has not allowed this computer: unlock the phone, tap "
                               "'Allow' in its 'Allow USB debugging?' prompt, then run the command "
                               "again")
-        if state in ("offline", "connecting", "authorizing"):
+        if state in self._TRANSIENT:
             raise ConnectionLost(f"{serial} is {state} on the adb server")
         if state != "device":
             raise DeviceError(f"{serial} is '{state}' on the adb server, not ready for commands; "
                               "check 'adb devices'")
-        self.serial = serial
+        # once found, this phone it stays: a later drop waits for it, not for any phone
+        self.wanted = self.serial = serial
 
     def close(self) -> None:
         self.serial = None  # the next call checks the phone is still listed
