@@ -252,5 +252,8 @@ def test_failures_name_the_tools_last_words():
         parse_benchmark_output("INFO: STARTING!\nERROR: File /x.tflite does not exist.\n")
     with pytest.raises(ValueError, match="no output"):
         parse_benchmark_output("")
+    no_runs = LITERT_REAL.replace("7430.20 ms (10 runs)", "0.00 ms (0 runs)")
+    with pytest.raises(ValueError, match="timed no inference"):
+        parse_benchmark_output(no_runs.replace(" (std):      9.92", " (std): 0"))
     with pytest.raises(ValueError, match="no timing summary"):
         parse_benchmark_output(LITERT_REAL.split("Inference (avg)")[0])  # cut before the average

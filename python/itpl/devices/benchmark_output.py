@@ -3,9 +3,10 @@
 Layouts read, each taken from the sources named here and tested on verbatim
 source-derived and real pasted outputs (``tests/test_benchmark_output.py``):
 
-1. **TFLite's tool** (``tflite/tools/benchmark/benchmark_model.cc``,
-   ``BenchmarkLoggingListener::OnBenchmarkEnd``; google-ai-edge/LiteRT at
-   f67457790c9c, tensorflow/tensorflow at 140b37d45b34), in microseconds:
+1. **TFLite's tool** (``benchmark_model.cc``,
+   ``BenchmarkLoggingListener::OnBenchmarkEnd``: tensorflow/tensorflow
+   ``tensorflow/lite/tools/benchmark/`` at 08df8c40b437, google-ai-edge/LiteRT
+   ``tflite/tools/benchmark/`` at f67457790c9c), in microseconds:
    ``Inference timings in us: Init: 3464, First inference: 26334, Warmup
    (avg): 23452.8, Inference (avg): 22878.9``. Lines go through
    ``TFLITE_LOG`` and carry its ``INFO: `` prefix on newer builds, none on
@@ -29,8 +30,10 @@ per phase, the ``OutputToStream`` of ``Stat``/``StatWithPercentiles``
 (``xla/tsl/util/stats_calculator.h``, read as vendored by
 fractalyze/prime-ir at 277268a0ac4b): ``count=0``; ``count=N curr=X`` with
 ``(all same)`` when N > 1; or ``count=N first= curr= min= max= avg= std=``;
-``StatWithPercentiles`` (the phases' type) adds `` p5= median= p95=`` on
-builds that have it. The timed phase's line gives the count, min, max, and the
+``StatWithPercentiles`` adds `` p5= median= p95=``. Its phases are
+``StatWithPercentiles`` in LiteRT's copy of the tool (f67457790c9c) but a
+plain ``Stat`` in tensorflow/tensorflow at 08df8c40b437, so only some builds
+print a median. The timed phase's line gives the count, min, max, and the
 median where printed: ``median_kind`` records whether ``median_us`` is the
 tool's **median** or, where it prints none, its **average**. Doubles come
 through C++ streams with 6 significant digits (``1.23457e+06``).
@@ -224,6 +227,9 @@ def parse_benchmark_output(text: str) -> BenchmarkResult:
         tail = " | ".join(line.strip() for line in text.strip().splitlines()[-4:]) or "no output"
         raise ValueError(f"benchmark_model printed no timing summary ('Inference timings in "
                          f"us' or 'BENCHMARK RESULTS'); its output ended with: {tail}")
+    if timed.get("count") == 0 or not avg > 0:
+        raise ValueError(f"benchmark_model timed no inference (count={timed.get('count')}, "
+                         f"average {avg:g} us); run it by hand to see why")
     median = timed.get("median")
     return BenchmarkResult(
         avg_us=avg, init_us=init, warmup_avg_us=warmup,
