@@ -202,7 +202,11 @@ class AdbDevice(Device):
             keys = {"manufacturer": "ro.product.manufacturer", "model": "ro.product.model",
                     "android": "ro.build.version.release", "abi": "ro.product.cpu.abi"}
             script = "; ".join(f"echo {k}=$(getprop {p})" for k, p in keys.items())
-            script += f"; echo cores=$(nproc); echo binary=$(sha256sum {binary})"
+            # --all: every core the phone has, as os.cpu_count() on the local
+            # device; plain nproc drops cores a phone has switched off or that
+            # the shell's affinity excludes, so it changes from run to run
+            script += (f"; echo cores=$(nproc --all 2>/dev/null || nproc)"
+                       f"; echo binary=$(sha256sum {binary})")
             out, rc = self.shell(script, what="reading the phone's properties")
             found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
             digest = found.get("binary", "").split(" ")[0]
