@@ -234,7 +234,7 @@ class ServerTransport(Transport):
         if state != "device":
             raise DeviceError(f"{serial} is '{state}' on the adb server, not ready for commands; "
                               "check 'adb devices'")
-        # once found, this phone it stays: a later drop waits for it, not for any phone
+        # keep to the phone found: after a drop, wait for it, not for any phone
         self.wanted = self.serial = serial
 
     def close(self) -> None:
