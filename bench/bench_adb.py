@@ -5,7 +5,10 @@ The loopback phone of tests/adb_peer.py runs the stand-in benchmark_model
 ``--device adb:...`` and ``--device local`` measure the same hardware through
 different paths: the ADB protocol, a pushed model, a separate process, and
 benchmark_model's average instead of itpl's median. Issue 6's bar is that the
-results agree within measurement noise. This prints, for one model:
+results agree within measurement noise. ``--transport server`` reaches the
+phone through Debian's real adb server instead (``--device adb``, issue 18;
+started on a private port and HOME, ``adb connect``ed to the phone, killed at
+the end). This prints, for one model:
 
 1. ``itpl profile`` on both: time taken, validation, and each profile's
    prediction of the same random width configurations (ratio adb / local);
@@ -14,12 +17,14 @@ results agree within measurement noise. This prints, for one model:
 3. ``itpl bench --batch 1 4 8`` of the unpruned and pruned models on both, in
    interleaved rounds (ratio adb / local per model and batch).
 
-    python bench/bench_adb.py [--model mobilenet_v1] [--threads 1] [--json out.json]
+    python bench/bench_adb.py [--model mobilenet_v1] [--threads 1] [--transport direct|server]
+                              [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -41,6 +46,7 @@ from itpl.models.source import ModelSource  # noqa: E402
 from itpl.profile import profile_model  # noqa: E402
 from itpl.workflow import Budget, prune_model  # noqa: E402
 from tests.adb_peer import LoopbackPhone  # noqa: E402
+from tests.adb_server_process import DebianAdbServer  # noqa: E402
 
 STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                         "adb_benchmark_model.py")
@@ -53,15 +59,28 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ratio", type=float, default=0.54, help="latency budget / unpruned")
     p.add_argument("--rounds", type=int, default=3, help="interleaved bench rounds")
+    p.add_argument("--transport", choices=("direct", "server"), default="direct",
+                   help="reach the phone with adb-shell (adb:HOST:PORT) or through Debian's adb "
+                        "server (adb)")
+    p.add_argument("--layout", choices=("tflite", "percentiles", "litert"), default="tflite",
+                   help="what the stand-in benchmark_model prints: TFLite's average only, or a "
+                        "median too (newer TFLite builds, LiteRT's tool)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     shape = tuple(int(v) for v in args.input_shape.split(","))
-    report = {"model": args.model, "threads": args.threads}
+    report = {"model": args.model, "threads": args.threads, "transport": args.transport,
+              "layout": args.layout}
+    os.environ["ITPL_STANDIN_LAYOUT"] = args.layout  # the phone's shell inherits it
     with tempfile.TemporaryDirectory(prefix="itpl-adb-bench-") as tmp, \
-            LoopbackPhone(os.path.join(tmp, "phone")) as phone:
-        devices = {"local": LocalDevice(),
-                   "adb": AdbDevice(phone.spec, benchmark_binary=STAND_IN,
-                                    key_path=os.path.join(tmp, "adbkey"))}
+            LoopbackPhone(os.path.join(tmp, "phone")) as phone, contextlib.ExitStack() as stack:
+        if args.transport == "server":
+            server = stack.enter_context(DebianAdbServer(os.path.join(tmp, "server-home")))
+            server.connect(phone)
+            phone_device = AdbDevice("adb", benchmark_binary=STAND_IN, server_port=server.port)
+        else:
+            phone_device = AdbDevice(phone.spec, benchmark_binary=STAND_IN,
+                                     key_path=os.path.join(tmp, "adbkey"))
+        devices = {"local": LocalDevice(), "adb": phone_device}
         torch.manual_seed(0)
         model = ModelSource(args.model).build().eval()
         graph = analyze(model, shape)

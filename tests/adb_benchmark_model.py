@@ -2,10 +2,18 @@
 """Stand-in for TFLite's benchmark_model on the loopback phone (tests/adb_peer.py).
 
 It takes the real tool's flags (--graph, --num_threads, --warmup_runs,
---warmup_min_secs, --num_runs, --min_secs, --max_secs), times the model with the
-LiteRT interpreter on this CPU, and prints what the real tool prints since TF
-2.13: INFO-prefixed lines, a statistics line per phase and the 'Inference
-timings in us' summary. Unknown flags and a missing model fail as the tool does.
+--warmup_min_secs, --num_runs, --min_secs, --max_secs, --enable_op_profiling),
+times the model with the LiteRT interpreter on this CPU, and prints what the
+real tool prints (layouts and their sources: itpl/devices/benchmark_output.py):
+
+- ITPL_STANDIN_LAYOUT unset or "tflite": TFLite's tool, INFO-prefixed lines, a
+  statistics line per phase and the 'Inference timings in us' summary;
+- "percentiles": the same with StatWithPercentiles' p5/median/p95;
+- "litert": LiteRT's tool, percentiles and the BENCHMARK RESULTS block in ms.
+
+--enable_op_profiling=true adds the op profile; with XNNPACK the whole model
+is one delegate node, as the real tool shows it. Unknown flags and a missing
+model fail as the tool does.
 """
 
 import os
@@ -15,7 +23,8 @@ import time
 
 def main(argv):
     flags = {"num_threads": "-1", "warmup_runs": "1", "warmup_min_secs": "0.5",
-             "num_runs": "50", "min_secs": "1", "max_secs": "150"}
+             "num_runs": "50", "min_secs": "1", "max_secs": "150", "enable_op_profiling": "false"}
+    layout = os.environ.get("ITPL_STANDIN_LAYOUT", "tflite")
     graph = None
     for arg in argv:
         key, _, value = arg.lstrip("-").partition("=")
@@ -58,21 +67,47 @@ def main(argv):
                 break
         avg = sum(times) / len(times)
         std = int((sum((t - avg) ** 2 for t in times) / len(times)) ** 0.5)
+        ordered = sorted(times)  # percentiles as StatWithPercentiles picks them
+        pct = "" if layout == "tflite" else " ".join(
+            ["", *(f"{k}={ordered[len(ordered) * p // 100]}" for k, p in
+                   (("p5", 5), ("median", 50), ("p95", 95)))])
         if len(set(times)) == 1:
-            print(f"INFO: count={len(times)} curr={times[-1]}" + ("(all same)" if len(times) > 1 else ""))
+            print(f"INFO: count={len(times)} curr={times[-1]}"
+                  + ("(all same)" if len(times) > 1 else "") + pct)
         else:
             print(f"INFO: count={len(times)} first={times[0]} curr={times[-1]} min={min(times)} "
-                  f"max={max(times)} avg={avg:g} std={std}")
+                  f"max={max(times)} avg={avg:g} std={std}" + pct)
         return times, avg
 
     warm, warm_avg = run(int(flags["warmup_runs"]), float(flags["warmup_min_secs"]),
                          float(flags["max_secs"]))
     print()
-    _, avg = run(int(flags["num_runs"]), float(flags["min_secs"]), float(flags["max_secs"]))
+    timed, avg = run(int(flags["num_runs"]), float(flags["min_secs"]), float(flags["max_secs"]))
     print()
-    print(f"INFO: Inference timings in us: Init: {init_us}, First inference: {warm[0]}, "
-          f"Warmup (avg): {warm_avg:g}, Inference (avg): {avg:g}")
-    print("INFO: Memory footprint delta from the start of the tool (MB): init=0 overall=0")
+    if layout == "litert":
+        at = "INFO: [benchmark_litert_model.h:{}] "
+        print(at.format(89) + "\n========== BENCHMARK RESULTS ==========")
+        for line, text in ((94, f"Model initialization: {init_us / 1e3:.2f} ms"),
+                           (95, f"Warmup (first):       {warm[0] / 1e3:.2f} ms"),
+                           (97, f"Warmup (avg):         {warm_avg / 1e3:.2f} ms ({len(warm)} runs)"),
+                           (99, f"Inference (avg):      {avg / 1e3:.2f} ms ({len(timed)} runs)"),
+                           (103, f"Inference (min):      {min(timed) / 1e3:.2f} ms"),
+                           (105, f"Inference (max):      {max(timed) / 1e3:.2f} ms"),
+                           (138, "======================================\n")):
+            print(at.format(line) + text)
+    else:
+        print(f"INFO: Inference timings in us: Init: {init_us}, First inference: {warm[0]}, "
+              f"Warmup (avg): {warm_avg:g}, Inference (avg): {avg:g}")
+        print("INFO: Memory footprint delta from the start of the tool (MB): init=0 overall=0")
+    if flags["enable_op_profiling"] in ("true", "1"):
+        print("INFO: Operator-wise Profiling Info for Regular Benchmark Runs:")
+        print("============================== Run Order ==============================")
+        print("\t" + "\t".join(["[node type]", "[first]", "[avg ms]", "[%]", "[cdf%]", "[mem KB]",
+                               "[times called]", "[Name]"]))
+        print("\t" + "\t".join(["TfLiteXNNPackDelegate", f"{timed[0] / 1e3:.3f}",
+                               f"{avg / 1e3:.3f}", "100.000%", "100.000%", "0.000", "1",
+                               "[model]:0"]))
+        print()
     return 0
 
 

@@ -1,7 +1,8 @@
 """Phones over ADB, against the loopback phone of tests/adb_peer.py: the peer
 itself checked with Debian's adb client, then itpl's adb device (connection,
-key, facts, timing with the stand-in benchmark_model), its failure cases, and
-itpl profile / bench / prune --verify end to end."""
+key, facts, timing with the stand-in benchmark_model), its failure cases, the
+same device through Debian's adb server (itpl's host-protocol client), and
+itpl profile / bench / prune --verify end to end over both transports."""
 
 import json
 import os
@@ -14,83 +15,27 @@ import pytest
 from itpl.cli import main
 from itpl.devices import get_device
 from itpl.devices.adb import BINARY_HELP, AdbDevice, DeviceError, parse_spec
-from itpl.devices.benchmark_output import parse_benchmark_output
 from itpl.graph import analyze
 from itpl.profile import profile_model, read_profile
 from itpl.tflite_models import LayerShape, micro_model
 from tests.adb_peer import LoopbackPhone
+from tests.adb_server_process import DebianAdbServer, free_port
 from tests.small_models import ResidualNet
 
 STAND_IN = os.path.join(os.path.dirname(__file__), "adb_benchmark_model.py")
 FAST = dict(grid=2, calibrate=8, validate=3, rounds=1, round_to=8)
 
 
-# --- benchmark_model output --------------------------------------------------
-
-# The summary layouts of released versions, as their benchmark_model.cc writes them.
-V2_13_ANDROID = """\
-INFO: STARTING!
-INFO: Log parameter values verbosely: [0]
-INFO: Num threads: [4]
-INFO: Graph: [/data/local/tmp/mobilenet_v1.tflite]
-INFO: Loaded model /data/local/tmp/mobilenet_v1.tflite
-INFO: The input model file size (MB): 16.9008
-INFO: Initialized session in 3.464ms.
-INFO: Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
-INFO: count=24 first=29426 curr=20551 min=20164 max=29426 avg=21219.6 std=1881
-
-INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
-INFO: count=50 first=20580 curr=20513 min=20144 max=21374 avg=20525.6 std=240
-
-INFO: Inference timings in us: Init: 3464, First inference: 29426, Warmup (avg): 21219.6, Inference (avg): 20525.6
-INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
-INFO: Memory footprint delta from the start of the tool (MB): init=2.5625 overall=2.98828
-"""
-V2_4_LOGCAT = """\
-11-21 10:00:01.123  4242  4242 I tflite  : Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
-11-21 10:00:02.456  4242  4242 I tflite  : count=61 first=1.2e+06 curr=1234567 min=1200000 max=1300000 avg=1.23457e+06 std=2000
-11-21 10:00:02.457  4242  4242 I tflite  : Inference timings in us: Init: 51234, First inference: 1300000, Warmup (avg): 1.25e+06, Inference (avg): 1.23457e+06
-"""
-V1_15 = """\
-Running benchmark for at least 50 iterations and at least 1 seconds
-count=50 first=13500 curr=12800 min=12700 max=13500 avg=12960.9 std=150
-
-Average inference timings in us: Warmup: 14282.5, Init: 3854, Inference: 12960.9
-"""
-V1_13 = """\
-Running benchmark for at least 50 iterations
-count=50 curr=66000(all same)
-Average inference timings in us: Warmup: 82116, Init: 3865, no stats: 66417.5
-"""
-
-
-@pytest.mark.parametrize("text,avg,count,lo,hi", [
-    (V2_13_ANDROID, 20525.6, 50, 20144, 21374),
-    (V2_4_LOGCAT, 1.23457e6, 61, 1.2e6, 1.3e6),
-    (V1_15, 12960.9, 50, 12700, 13500),
-    (V1_13, 66417.5, 50, 66000, 66000),
-])
-def test_benchmark_output_layouts(text, avg, count, lo, hi):
-    r = parse_benchmark_output(text)
-    assert r.avg_us == avg and r.median_us == avg  # these releases print no median
-    assert (r.count, r.min_us, r.max_us) == (count, lo, hi)  # the timed phase, not the warm-up
-
-
-def test_benchmark_output_median_and_failures():
-    with_median = V2_13_ANDROID.replace("std=240", "std=240 p5=20150 median=20500 p95=21000")
-    assert parse_benchmark_output(with_median).median_us == 20500
-    with pytest.raises(ValueError, match="File /x.tflite does not exist"):
-        parse_benchmark_output("INFO: STARTING!\nERROR: File /x.tflite does not exist.\n")
-    with pytest.raises(ValueError, match="no output"):
-        parse_benchmark_output("")
-
-
 def test_device_specs():
     assert parse_spec("adb:192.168.1.20:5555") == ("tcp", "192.168.1.20", 5555)
-    assert parse_spec("adb:phone.local") == ("tcp", "phone.local", 5555)
+    assert parse_spec("adb") == ("server", "", None)
+    assert parse_spec("adb:HT7A1B") == ("server", "HT7A1B", None)
+    assert parse_spec("adb:emulator-5554") == ("server", "emulator-5554", None)
+    assert parse_spec("adb-server:192.168.1.20:37099") == ("server", "192.168.1.20:37099", None)
+    assert parse_spec("adb-server") == ("server", "", None)
     assert parse_spec("adb-usb") == ("usb", "", None)
     assert parse_spec("adb-usb:HT7A1B") == ("usb", "HT7A1B", None)
-    for bad in ("adb:", "adb:host:port", "adb:host:70000", "phone"):
+    for bad in ("adb:", "adb:host:port", "adb:host:70000", "phone", "adbx"):
         with pytest.raises(ValueError):
             parse_spec(bad)
     with pytest.raises(ValueError, match="for phones"):
@@ -242,17 +187,26 @@ def _cache_keys(path):
 
 
 @pytest.mark.slow
-def test_dropped_connection_mid_profile_resumes(phone, tmp_path):
+def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
     graph = analyze(ResidualNet(), ResidualNet.input_shape)
     cache = str(tmp_path / "p.cache")
-    device = _device(phone, tmp_path, retries=1)
+
+    def device(**kw):
+        made = AdbDevice(phone_spec, benchmark_binary=STAND_IN,
+                         key_path=str(tmp_path / "keys" / "adbkey"), **kw)
+        if made.kind == "server":
+            made.transport.offline_wait_s = 1  # the phone stays away: no use waiting long
+        return made
+
     phone.drop_after(90)  # facts, then about a dozen samples (three runs each)
     with pytest.raises(DeviceError, match="lost the connection.*run the same command again"):
-        profile_model(graph, device, name="residual", cache=cache, **FAST)
+        profile_model(graph, device(retries=1), name="residual", cache=cache, **FAST)
     first = _cache_keys(cache)
     assert 5 < len(first) < 30
-    phone.restore()
-    device, before = _device(phone, tmp_path), len(phone.commands)
+    phone.restore()  # the adb server reconnects it by itself within seconds
+    device, before = device(), len(phone.commands)
+    if device.kind == "server":
+        device.transport.offline_wait_s = 30
     profile = profile_model(graph, device, name="residual", cache=cache, **FAST)
     keys = _cache_keys(cache)
     assert keys[:len(first)] == first and len(keys) == len(set(keys))  # none lost or twice
@@ -271,19 +225,38 @@ def _run(capsys, *argv):
     return code, out.out, out.err
 
 
-@pytest.mark.slow
-def test_profile_bench_and_verify_on_the_phone(phone, tmp_path, capsys, monkeypatch):
+@pytest.fixture(params=["direct", "server"])
+def phone_spec(request, phone, tmp_path, monkeypatch):
+    """The loopback phone as the CLI names it: adbd directly (adb:HOST:PORT), or
+    through Debian's adb server, ``adb connect``ed to it (adb)."""
     monkeypatch.setenv("HOME", str(tmp_path))  # the adb key is made in ~/.android
+    if request.param == "direct":
+        yield phone.spec
+        return
+    if not DebianAdbServer.available:
+        pytest.skip("Debian's adb (make test installs it)")
+    with DebianAdbServer(tmp_path / "server-home") as server:
+        monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(server.port))
+        monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+        server.connect(phone)
+        yield "adb"
+
+
+@pytest.mark.slow
+def test_profile_bench_and_verify_on_the_phone(phone, phone_spec, tmp_path, capsys):
     profile = str(tmp_path / "phone.profile.json")
-    common = ["--device", phone.spec, "--benchmark-binary", STAND_IN]
+    common = ["--device", phone_spec, "--benchmark-binary", STAND_IN]
     code, out, err = _run(capsys, "profile", "--model", "tests.small_models:residual_net", "-o",
                           profile, "--grid", "2", "--calibrate", "8", "--validate", "3",
                           "--rounds", "1", "--round-to", "8", "-q", *common)
     assert code == 0, err
-    assert os.path.exists(tmp_path / ".android" / "adbkey")
+    # directly, itpl signs with (and makes) ~/.android/adbkey; through the
+    # server, the server's key is the only one the phone ever sees
+    assert os.path.exists(tmp_path / ".android" / "adbkey") == (phone_spec != "adb")
+    assert phone.offered_keys == 1
     p = read_profile(profile)
     assert p.device["device"] == "adb" and p.device["model"] == "Pixel 2"
-    assert p.device["connection"] == phone.spec and "Pixel 2" in out
+    assert p.device["connection"] == phone_spec and "Pixel 2" in out
 
     # prune to a latency budget in ms and verify where the profile was measured
     prefix = str(tmp_path / "lat")
@@ -295,7 +268,7 @@ def test_profile_bench_and_verify_on_the_phone(phone, tmp_path, capsys, monkeypa
     plan = json.load(open(prefix + ".plan.json"))
     assert plan["budget"]["verified"]["device"]["model"] == "Pixel 2"
     assert plan["budget"]["refined"]["steps"]  # candidates were timed on the phone
-    assert f"verified on {phone.spec.replace(':', '-')}" in out
+    assert f"verified on {phone_spec.replace(':', '-')}" in out
 
     # the profile is refused for the local CPU
     code, out, err = _run(capsys, "prune", "--model", "tests.small_models:residual_net",
@@ -323,3 +296,7 @@ def test_cli_error_for_an_absent_phone(tmp_path, capsys, monkeypatch):
     code, out, err = _run(capsys, "bench", "--device", "adb:127.0.0.1:1", str(path))
     assert code == 1 and err.startswith("itpl: error: cannot connect to adb:127.0.0.1:1"), err
     assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))  # no server there
+    code, out, err = _run(capsys, "bench", "--device", "adb", str(path))
+    assert code == 1 and err.startswith("itpl: error: no adb server answers on 127.0.0.1:"), err
+    assert "adb start-server" in err and len(err.strip().splitlines()) == 1

@@ -413,8 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latency budget as a ratio of the unpruned model's, e.g. 0.54")
     prune.add_argument("--profile", help="device profile for a latency budget (from itpl profile)")
     prune.add_argument("--device", help="with a latency budget and no --profile: profile this "
-                                        "device first (local, adb:HOST:PORT, adb-usb); with "
-                                        "--verify: where to time (default: the profile's device)")
+                                        "device first (local, adb, adb:SERIAL, adb:HOST:PORT, "
+                                        "adb-usb); with --verify: where to time (default: "
+                                        "the profile's device)")
     _add_device_args(prune)
     prune.add_argument("--latency-threads", type=_positive, metavar="N",
                        help="interpreter threads the latency is for (default: the profile's, or 1)")
@@ -466,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "layer, whole-model calibration and validation.")
     _add_model_args(prof)
     prof.add_argument("--device", default="local",
-                      help="where to time: local (default), adb:HOST:PORT or adb-usb[:SERIAL]")
+                      help="where to time: local (default); a phone: adb (the adb server's only "
+                      "phone), adb:SERIAL (one of the server's), adb:HOST:PORT or "
+                      "adb-usb[:SERIAL] (directly, no server)")
     _add_device_args(prof)
     prof.add_argument("-o", "--output", help="profile file (default MODEL-DEVICE.profile.json)")
     prof.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
@@ -517,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batch sizes for models exported on the fly (default 1 4 8)")
     bench.add_argument("--threads", type=_positive, default=1, help="interpreter threads (default 1)")
     bench.add_argument("--device", default="local",
-                       help="where to time: local (default), adb:HOST:PORT or adb-usb[:SERIAL]")
+                       help="where to time: local (default); a phone: adb (the adb server's only "
+                       "phone), adb:SERIAL (one of the server's), adb:HOST:PORT or "
+                       "adb-usb[:SERIAL] (directly, no server)")
     _add_device_args(bench)
     bench.add_argument("--rounds", type=_positive, default=10,
                        help="interleaved rounds at least (default 10; up to 4x as many until "

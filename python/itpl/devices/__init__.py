@@ -1,6 +1,8 @@
 """Where latency is measured. A device times a .tflite file at a thread count and
 reports facts about itself: ``local`` (this CPU, through LiteRT) is the default;
-``adb:HOST[:PORT]`` and ``adb-usb[:SERIAL]`` are Android phones over ADB."""
+Android phones over ADB are ``adb`` (the running adb server's only phone),
+``adb:SERIAL`` / ``adb-server:SERIAL`` (a phone of the adb server),
+``adb:HOST:PORT`` and ``adb-usb[:SERIAL]`` (adbd directly, no server)."""
 
 from __future__ import annotations
 
@@ -9,22 +11,24 @@ from itpl.devices.base import Device, Timing
 
 def get_device(spec: str = "local", *, benchmark_binary: str | None = None,
                cpu_mask: str | None = None) -> Device:
-    """The device named by ``spec``: ``local``, ``adb:HOST[:PORT]`` or ``adb-usb[:SERIAL]``.
+    """The device named by ``spec``: ``local``, ``adb``, ``adb:SERIAL``,
+    ``adb-server:SERIAL``, ``adb:HOST:PORT`` or ``adb-usb[:SERIAL]``.
 
     ``benchmark_binary`` (a ``benchmark_model`` build to push) and ``cpu_mask``
     (hex, for ``taskset``) apply to phones only.
     """
     if spec == "local":
         if benchmark_binary or cpu_mask:
-            raise ValueError("--benchmark-binary and --cpu-mask are for phones (--device adb:...)")
+            raise ValueError("--benchmark-binary and --cpu-mask are for phones (--device adb...)")
         from itpl.devices.local import LocalDevice
 
         return LocalDevice()
-    if spec.startswith(("adb:", "adb-usb")):
+    if spec == "adb" or spec.startswith(("adb:", "adb-usb", "adb-server")):
         from itpl.devices.adb import AdbDevice
 
         return AdbDevice(spec, benchmark_binary=benchmark_binary, cpu_mask=cpu_mask)
-    raise ValueError(f"unknown device '{spec}'; use local, adb:HOST:PORT or adb-usb[:SERIAL]")
+    raise ValueError(f"unknown device '{spec}'; use local, adb, adb:SERIAL, adb:HOST:PORT or "
+                     "adb-usb[:SERIAL]")
 
 
 __all__ = ["Device", "Timing", "get_device"]

@@ -8,12 +8,18 @@ from dataclasses import dataclass
 
 @dataclass
 class Timing:
-    """Latency of one model on one device, milliseconds."""
+    """Latency of one model on one device, milliseconds.
+
+    ``statistic`` says what ``median_ms`` is: ``"median"``, or ``"average"``
+    where the device's tool prints only an average (most ``benchmark_model``
+    builds).
+    """
 
     median_ms: float
     min_ms: float
     max_ms: float
     repeats: int
+    statistic: str = "median"
 
     @classmethod
     def from_samples(cls, samples_ms: list[float]) -> Timing:
