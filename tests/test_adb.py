@@ -123,6 +123,25 @@ def test_time_model_pushes_runs_and_removes(phone, tmp_path):
     assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
 
 
+def test_a_timing_sequence_is_one_round_trip(phone, tmp_path):
+    from itpl.timing import Timer
+
+    ref, model = tmp_path / "ref.tflite", tmp_path / "m.tflite"
+    ref.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 32))
+    model.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    device = _device(phone, tmp_path, cpu_mask="0x1")
+    device.facts(1)  # the binary pushed and the phone read: not part of the timing
+    before, commands = device.round_trips, len(phone.commands)
+    rel = Timer(device, str(ref), threads=1, burst_ms=20).measure([str(model)], rounds=3,
+                                                                   max_rounds=3)[0]
+    assert len(rel.ratios) == 3 and all(r > 0 for r in rel.ratios)
+    runs = [c for c in phone.commands[commands:] if "--graph=" in c]
+    assert len(runs) == 1 and runs[0].count("--graph=") == 7  # ref, m, ref, m, ref, m, ref
+    assert "taskset 1 " in runs[0] and "--min_secs=0.02" in runs[0]
+    assert device.round_trips - before == 3  # two pushes, one shell command
+    assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
+
+
 def test_usb_without_the_usb_extra(tmp_path):
     import importlib.util
 
@@ -198,7 +217,7 @@ def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
             made.transport.offline_wait_s = 1  # the phone stays away: no use waiting long
         return made
 
-    phone.drop_after(90)  # facts, then about a dozen samples (three runs each)
+    phone.drop_after(45)  # facts, then about a dozen samples (two pushes and one run each)
     with pytest.raises(DeviceError, match="lost the connection.*run the same command again"):
         profile_model(graph, device(retries=1), name="residual", cache=cache, **FAST)
     first = _cache_keys(cache)
@@ -212,8 +231,9 @@ def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
     assert keys[:len(first)] == first and len(keys) == len(set(keys))  # none lost or twice
     assert profile.resumed == len(first)
     runs = [c for c in phone.commands[before:] if "--graph=" in c]
-    # the second run timed only what was missing, each beside two reference runs
-    assert len(runs) == 3 * (len(keys) - len(first))
+    # the second run timed only what was missing, each sample with its two
+    # reference bursts in one shell command
+    assert len(runs) == len(keys) - len(first) and all(c.count("--graph=") == 3 for c in runs)
     assert profile.device["model"] == "Pixel 2" and profile.validation["random"]["measured_ms"]
 
 

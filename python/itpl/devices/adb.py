@@ -39,6 +39,7 @@ BINARY_HELP = (
     "FILE, or push it yourself: adb push FILE /data/local/tmp/benchmark_model && "
     "adb shell chmod +x /data/local/tmp/benchmark_model")
 _RC_MARK = "ITPL_EXIT="
+_BURST_MARK = "ITPL_BURST="
 
 
 def parse_spec(spec: str) -> tuple[str, str, int | None]:
@@ -118,6 +119,7 @@ class AdbDevice(Device):
                                              auth_timeout_s=auth_timeout_s,
                                              connect_timeout_s=connect_timeout_s)
         self._reached = False  # connected at least once: later failures are drops
+        self.round_trips = 0  # shell commands and pushes sent to the phone
         self._binary: str | None = None
         self._facts: dict | None = None
 
@@ -162,6 +164,7 @@ class AdbDevice(Device):
               what: str | None = None) -> tuple[str, int]:
         """(output, exit status) of a shell command on the phone."""
         def run():
+            self.round_trips += 1
             out = self.transport.shell(f"({command}); echo {_RC_MARK}$?", timeout_s=timeout_s)
             head, mark, rc = out.rpartition(_RC_MARK)
             if not mark:  # the stream ended before the command did: a dropped connection
@@ -172,8 +175,11 @@ class AdbDevice(Device):
 
     def push(self, local: str, remote: str, *, mode: int = 0o644) -> None:
         timeout = 30.0 + os.path.getsize(local) / 1e6  # at least 1 MB/s
-        self._retrying(f"pushing {os.path.basename(local)}",
-                       lambda: self.transport.push(local, remote, mode=mode, timeout_s=timeout))
+        def run():
+            self.round_trips += 1
+            self.transport.push(local, remote, mode=mode, timeout_s=timeout)
+
+        self._retrying(f"pushing {os.path.basename(local)}", run)
 
     # --- benchmark_model -------------------------------------------------------
 
@@ -268,6 +274,49 @@ class AdbDevice(Device):
 
         return Timing(result.median_us / 1e3, ms(result.min_us), ms(result.max_us),
                       result.count or min_repeats, statistic=result.median_kind)
+
+    def time_bursts(self, sequence: list[str], *, threads: int, burst_ms: float,
+                    min_runs: int = 1) -> list[float]:
+        """See :meth:`Device.time_bursts`: each distinct model pushed once, then the
+        whole sequence timed by one shell command, ``benchmark_model`` run on the
+        phone for each entry in turn (a reference between every two models, as
+        :mod:`itpl.timing` orders them), the outputs told apart by markers.
+
+        One round trip for the sequence instead of three per burst.
+        """
+        binary = self._benchmark_binary()
+        remotes = {}
+        for path in dict.fromkeys(sequence):
+            with open(path, "rb") as f:
+                digest = hashlib.sha1(f.read()).hexdigest()[:12]
+            remotes[path] = posixpath.join(REMOTE_DIR, f"itpl-{digest}.tflite")
+            self.push(path, remotes[path])
+        seconds = burst_ms / 1e3
+        steps = []
+        for i, path in enumerate(sequence):
+            command = (f"{binary} --graph={remotes[path]} --num_threads={threads} --warmup_runs=1"
+                       f" --warmup_min_secs=0 --num_runs={min_runs} --min_secs={seconds:g}"
+                       f" --max_secs={max(4 * seconds, 1.0):g}")
+            if self.cpu_mask:
+                command = f"taskset {self.cpu_mask} {command}"
+            steps.append(f"echo {_BURST_MARK}{i}; {command} 2>&1")
+        cleanup = "rm -f " + " ".join(shlex.quote(r) for r in dict.fromkeys(remotes.values()))
+        out, rc = self.shell("; ".join(steps + [cleanup]),
+                             timeout_s=60.0 + len(sequence) * (10.0 + 4 * seconds),
+                             what=f"timing {len(remotes)} models in {len(sequence)} bursts")
+        parts = out.split(_BURST_MARK)[1:]
+        if len(parts) != len(sequence):
+            raise DeviceError(f"benchmark_model printed {len(parts)} of {len(sequence)} bursts "
+                              f"(exit status {rc})")
+        times = []
+        for i, part in enumerate(parts):
+            try:
+                result = parse_benchmark_output(part.split("\n", 1)[1] if "\n" in part else "")
+            except ValueError as exc:
+                raise DeviceError(f"benchmark_model failed on "
+                                  f"{os.path.basename(sequence[i])}: {exc}") from None
+            times.append(result.median_us / 1e3)
+        return times
 
     def time_ops(self, path: str, *, threads: int, warmup: int = 5, min_repeats: int = 20,
                  max_seconds: float = 10.0,
