@@ -8,7 +8,7 @@ STAMP := $(VENV)/.itpl-installed
 TORCH := torch==2.13.0
 SOURCES := pyproject.toml CMakeLists.txt $(shell find cpp python -type f 2>/dev/null)
 
-.PHONY: install adb-client demo test test-fast bench clean
+.PHONY: install adb-client arm64-cross demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -33,7 +33,16 @@ adb-client:
 	command -v adb >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb; } \
 	    || { echo "make test needs Debian's adb: apt-get install adb (as root)"; exit 1; }
 
-test: install adb-client
+# Debian's ARM64 cross compiler and qemu-user run the NEON Gram kernel's test
+# (tests/test_gram_neon.py) on an x86-64 host; an ARM64 host runs it natively.
+arm64-cross:
+	[ "$$(uname -m)" = aarch64 ] || { command -v aarch64-linux-gnu-g++ && \
+	    { command -v qemu-aarch64 || command -v qemu-aarch64-static; }; } >/dev/null \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	         g++-aarch64-linux-gnu qemu-user; } \
+	    || { echo "make test needs g++-aarch64-linux-gnu and qemu-user: apt-get install them (as root)"; exit 1; }
+
+test: install adb-client arm64-cross
 	$(PY) -m pytest -q
 
 test-fast: install

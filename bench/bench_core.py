@@ -5,18 +5,27 @@ machine hits every contender alike:
 
   Gram, n = 256 samples, d = 100,352 and 401,408 features (MobileNetV1 layer
   outputs at 224 x 224), float32:
-    (a) itpl.hsic.centered_gram (the C++ kernel)
+    (a) itpl.hsic.centered_gram, once per SIMD kernel this CPU can run
+        (--kernels; e.g. avx2 and avx512 on an AVX-512 CPU, forced by name)
     (b) torch: X @ X.T, then centring
-    (-) OpenBLAS ssyrk (through SciPy) then centring: the BLAS candidate for
-        the kernel, shown so the choice of a hand-written kernel is measured
+    (-) OpenBLAS ssyrk then centring: the BLAS candidate for the kernel, from
+        the scipy-openblas32 wheel (cblas, row-major X as it is) when it is
+        installed, else SciPy's bundled OpenBLAS; measured so that the choice
+        between BLAS and the hand-written kernel is the benchmark's
   nHSIC matrix of L = 14 layers (n = 256, d = 100,352 each):
-    (a) itpl: one centred Gram per layer, then itpl.hsic.nhsic_matrix
+    (a) itpl: one centred Gram per layer (the kernel 'auto' or ITPL_GRAM_KERNEL
+        picks), then itpl.hsic.nhsic_matrix
     (c) the authors' approach: NumPy Gram matrices rebuilt for every pair
 
-GFLOP/s counts the Gram as a GEMM (2 n^2 d) for every contender, so the
-figures compare like with like (itpl and syrk do half of that work).
+Two rates per contender: GEMM-equivalent GFLOP/s (2 n^2 d for everyone, so
+times compare like with like) and the rate of the work it does (a GEMM does
+2 n^2 d flops, a symmetric product n (n + 1) d) as a share of this machine's
+float32 FMA peak, measured here by itpl._core.fma_peak_gflops: threads x the
+best one-thread rate of register-only FMAs at the widest vector width (best
+of several short trials, so other load on a shared machine lowers it least).
 
-    python bench/bench_core.py [--threads 2] [--repeats 5] [--quick] [--json out.json]
+    python bench/bench_core.py [--threads 2] [--repeats 5] [--kernels avx2,avx512]
+                               [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--layers", type=int, default=14)
+    p.add_argument("--kernels", help="itpl Gram kernels to time, comma-separated "
+                   "(default: every SIMD kernel this CPU can run, else generic)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes (a smoke run for the demo, not the figures)")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -73,35 +84,70 @@ def center(g):
     return g - m - m.T + g.mean()
 
 
-def bench_gram(n, d, threads, repeats, rng):
+def openblas_ssyrk(threads):
+    """(name, fn(x) -> lower-triangle X X^T) from scipy-openblas32, or SciPy's OpenBLAS."""
+    try:
+        import ctypes
+
+        import scipy_openblas32
+    except ImportError:
+        from scipy.linalg import blas
+
+        def syrk(x):
+            # trans=1 on X^T column-major (a view of row-major X): no copy of X.
+            return blas.ssyrk(1.0, x.T, trans=1, lower=1)
+
+        return "scipy's OpenBLAS", syrk
+    lib = ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so"))
+    lib.scipy_openblas_set_num_threads(threads)
+    lib.scipy_openblas_get_corename.restype = ctypes.c_char_p
+    f = lib.scipy_cblas_ssyrk
+    f.restype = None
+    ptr = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
+    f.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_float, ptr, ctypes.c_int, ctypes.c_float, ptr, ctypes.c_int]
+    row_major, lower, no_trans = 101, 122, 111
+
+    def syrk(x):
+        n, d = x.shape
+        c = np.empty((n, n), dtype=np.float32)
+        f(row_major, lower, no_trans, n, d, 1.0, x, d, 0.0, c, n)
+        return c
+
+    core = lib.scipy_openblas_get_corename().decode()
+    return f"scipy-openblas32 {scipy_openblas32.__version__} ({core})", syrk
+
+
+def bench_gram(n, d, threads, repeats, rng, kernels, syrk):
     import torch
-    from scipy.linalg import blas
 
     from itpl import hsic
 
     x = (rng.standard_normal((n, d), dtype=np.float32) + 0.5).astype(np.float32)
     xt = torch.from_numpy(x)
-    xf = np.asfortranarray(x.T)  # ssyrk(trans=1) wants X^T column-major: no copy of X per call
 
-    def itpl_gram():
-        return hsic.centered_gram(x, num_threads=threads)
+    def itpl_gram(kernel):
+        return lambda: hsic.centered_gram(x, num_threads=threads, kernel=kernel)
 
     def torch_gram():
         return center(xt @ xt.T)
 
     def blas_gram():
-        g = blas.ssyrk(1.0, xf, trans=1, lower=1)
+        g = syrk(x).astype(np.float64)
         return center(np.tril(g) + np.tril(g, -1).T)
 
-    r = interleaved({"itpl": itpl_gram, "torch": torch_gram, "openblas_syrk": blas_gram}, repeats)
-    k = itpl_gram()
+    contenders = {f"itpl {k}": itpl_gram(k) for k in kernels}
+    contenders.update({"torch": torch_gram, "openblas ssyrk": blas_gram})
+    r = interleaved(contenders, repeats)
+    k = itpl_gram(kernels[-1])()
     err = float(np.abs(torch_gram().numpy() - k).max() / np.abs(k).max())
-    gflop = 2.0 * n * n * d / 1e9
-    for v in r.values():
-        v["gflops"] = gflop / v["median_s"]
-    return {"n": n, "d": d, "results": r, "torch_vs_itpl_max_rel_diff": err,
-            "speedup_vs_torch": r["torch"]["median_s"] / r["itpl"]["median_s"],
-            "speedup_vs_openblas_syrk": r["openblas_syrk"]["median_s"] / r["itpl"]["median_s"]}
+    gemm = 2.0 * n * n * d / 1e9
+    for name, v in r.items():
+        v["gflops_gemm_equiv"] = gemm / v["median_s"]
+        work = gemm if name == "torch" else n * (n + 1) * d / 1e9
+        v["gflops_work"] = work / v["median_s"]
+        v["speedup_vs_torch"] = r["torch"]["median_s"] / v["median_s"]
+    return {"n": n, "d": d, "results": r, "torch_vs_itpl_max_rel_diff": err}
 
 
 def bench_matrix(n, d, layers, threads, rng):
@@ -140,6 +186,16 @@ def bench_matrix(n, d, layers, threads, rng):
             "speedup": t_ref / t_itpl, "max_abs_diff": float(np.abs(ours - theirs).max())}
 
 
+def measure_peak(kernels, threads):
+    """This machine's float32 FMA peak in GFLOP/s (see the module docstring)."""
+    from itpl import _core
+
+    widest = {}
+    for k in kernels:
+        widest[k] = max(_core.fma_peak_gflops(k, num_threads=1, seconds=0.1) for _ in range(5))
+    return threads * max(widest.values()), {k: threads * v for k, v in widest.items()}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
@@ -149,32 +205,48 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
+    simd = [k for k in hsic.gram_kernels() if k != "generic"] or ["generic"]
+    kernels = args.kernels.split(",") if args.kernels else simd
     sizes = [4096, 16384] if args.quick else [100_352, 401_408]
     layer_d = 4096 if args.quick else 100_352
-    print(f"itpl core benchmark: n = {args.samples}, {args.threads} threads, kernel "
-          f"{hsic.gram_kernel()}, torch {torch.__version__}, repeats {args.repeats}")
-    out = {"threads": args.threads, "kernel": hsic.gram_kernel(), "gram": [], "matrix": None}
+    blas_name, syrk = openblas_ssyrk(args.threads)
+    peak, peaks = measure_peak(hsic.gram_kernels(), args.threads)
+    print(f"itpl core benchmark: n = {args.samples}, {args.threads} threads, kernels "
+          f"{', '.join(kernels)} (auto: {hsic.gram_kernel('auto')}), torch {torch.__version__}, "
+          f"BLAS {blas_name}, repeats {args.repeats}")
+    print(f"float32 FMA peak, {args.threads} threads: {peak:.0f} GFLOP/s ("
+          + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + ")")
+    out = {"threads": args.threads, "kernels": kernels, "auto_kernel": hsic.gram_kernel("auto"),
+           "blas": blas_name, "peak_gflops": peak, "peak_by_width": peaks,
+           "gram": [], "matrix": None}
 
-    print(f"\n{'centred Gram':<14}{'d':>9}  {'median ms':>10}  {'GFLOP/s':>8}  {'itpl speedup':>12}")
+    print(f"\n{'centred Gram':<16}{'d':>8}  {'median ms':>9}  {'GEMM-eq GFLOP/s':>15}  "
+          f"{'work GFLOP/s':>12}  {'of peak':>7}  {'vs torch':>8}")
     for d in sizes:
-        g = bench_gram(args.samples, d, args.threads, args.repeats, rng)
+        g = bench_gram(args.samples, d, args.threads, args.repeats, rng, kernels, syrk)
         out["gram"].append(g)
         for name, v in g["results"].items():
-            speed = g["results"][name]["median_s"] / g["results"]["itpl"]["median_s"]
-            print(f"{name:<14}{d:>9}  {v['median_s'] * 1e3:>10.1f}  {v['gflops']:>8.1f}  "
-                  f"{speed:>11.2f}x")
-        print(f"{'':14}max |torch - itpl| / max |K| = {g['torch_vs_itpl_max_rel_diff']:.1e}")
+            print(f"{name:<16}{d:>8}  {v['median_s'] * 1e3:>9.1f}  {v['gflops_gemm_equiv']:>15.1f}  "
+                  f"{v['gflops_work']:>12.1f}  {v['gflops_work'] / peak:>7.0%}  "
+                  f"{v['speedup_vs_torch']:>7.2f}x")
+        print(f"{'':16}max |torch - itpl| / max |K| = {g['torch_vs_itpl_max_rel_diff']:.1e}")
 
     m = bench_matrix(args.samples, layer_d, args.layers, args.threads, rng)
     out["matrix"] = m
-    print(f"\nnHSIC matrix, {m['layers']} layers x (n = {m['n']}, d = {m['d']}):")
+    print(f"\nnHSIC matrix, {m['layers']} layers x (n = {m['n']}, d = {m['d']}), "
+          f"kernel {hsic.gram_kernel()}:")
     print(f"  itpl (Gram once per layer, median of 3): {m['itpl_s']:8.2f} s")
     print(f"  authors' approach (Gram per pair):       {m['authors_s']:8.2f} s")
     print(f"  speedup {m['speedup']:.1f}x, max |difference| {m['max_abs_diff']:.1e}")
 
-    big = out["gram"][-1]
-    print(f"\nbars: Gram at d = {big['d']}: {big['speedup_vs_torch']:.2f}x torch (bar 1.3x); "
-          f"14-layer matrix {m['speedup']:.1f}x the authors' approach (bar 20x)")
+    big = out["gram"][-1]["results"]
+    best_blas = big["openblas ssyrk"]["median_s"]
+    print(f"\nbars at d = {out['gram'][-1]['d']} (>= 1.3x torch, goal 1.6x): "
+          + ", ".join(f"{k} {big[f'itpl {k}']['speedup_vs_torch']:.2f}x" for k in kernels)
+          + f"; OpenBLAS ssyrk {big['openblas ssyrk']['speedup_vs_torch']:.2f}x "
+          f"(each itpl kernel vs ssyrk: "
+          + ", ".join(f"{k} {best_blas / big[f'itpl {k}']['median_s']:.2f}x" for k in kernels)
+          + f"); 14-layer matrix {m['speedup']:.1f}x the authors' approach (bar 20x)")
     if args.json:
         from itpl.fileio import write_json
 

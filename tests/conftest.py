@@ -3,7 +3,8 @@ import pytest
 
 from itpl import _core
 
-KERNELS = ["generic"] + (["avx512"] if _core.cpu_has_avx512() else [])
+# Every Gram kernel this CPU can run (generic, avx2, avx512 on x86-64 with AVX-512).
+KERNELS = _core.gram_kernels()
 
 
 @pytest.fixture

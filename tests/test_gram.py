@@ -9,8 +9,9 @@ from itpl import _core, hsic
 from tests import reference as ref
 from tests.conftest import KERNELS
 
-SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (33, 17), (40, 1000), (64, 5), (100, 40),
-          (129, 300), (256, 2048)]
+# d < n and d >> n; n below, at, and between multiples of every tile (8, 12, 16, 24, 32 rows).
+SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (24, 50), (33, 17), (40, 1000), (49, 3000),
+          (64, 5), (100, 40), (129, 300), (256, 2048)]
 
 
 def rel_err(a, b):
@@ -47,13 +48,41 @@ def test_thread_counts_agree_to_rounding(rng, kernel, dtype):
         assert rel_err(parallel, serial) < 1e-13
 
 
-@pytest.mark.skipif("avx512" not in KERNELS, reason="CPU without AVX-512")
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "generic"] or ["none"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_simd_kernel_agrees_with_generic(rng, dtype):
+def test_simd_kernel_agrees_with_generic(rng, dtype, kernel):
+    if kernel == "none":
+        pytest.skip("no SIMD kernel on this CPU")
     x = rng.standard_normal((45, 1234)).astype(dtype)
-    a = hsic.centered_gram(x, kernel="avx512")
+    a = hsic.centered_gram(x, kernel=kernel)
     b = hsic.centered_gram(x, kernel="generic")
     assert rel_err(a, b) < (1e-13 if dtype == np.float64 else 1e-6)
+
+
+def test_auto_picks_the_last_supported_kernel():
+    assert hsic.gram_kernels()[0] == "generic"
+    assert hsic.gram_kernel("auto") == hsic.gram_kernels()[-1]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_environment_variable_forces_the_kernel(monkeypatch, rng, kernel):
+    monkeypatch.setenv(hsic.KERNEL_ENV, kernel)
+    assert hsic.gram_kernel() == kernel
+    x = rng.standard_normal((30, 200))
+    np.testing.assert_array_equal(hsic.centered_gram(x), hsic.centered_gram(x, kernel=kernel))
+
+
+def test_bad_kernel_in_the_environment_names_the_variable(monkeypatch, rng):
+    monkeypatch.setenv(hsic.KERNEL_ENV, "sse9")
+    with pytest.raises(ValueError, match="ITPL_GRAM_KERNEL='sse9'"):
+        hsic.centered_gram(rng.standard_normal((4, 3)))
+
+
+def test_kernel_this_cpu_cannot_run_is_a_value_error(rng):
+    missing = [k for k in ("avx2", "avx512", "neon") if k not in KERNELS]
+    assert missing  # no CPU has both the x86-64 kernels and NEON
+    with pytest.raises(ValueError, match="not available on this CPU"):
+        hsic.centered_gram(rng.standard_normal((4, 3)), kernel=missing[0])
 
 
 def test_float32_error_does_not_grow_with_features(rng):

@@ -15,6 +15,7 @@ GEMM's does. Pass float64 for float64 products at about half the speed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +29,14 @@ __all__ = [
     "default_threads",
     "has_openmp",
     "gram_kernel",
+    "gram_kernels",
+    "KERNEL_ENV",
 ]
+
+#: Environment variable that chooses the Gram kernel when a call names none
+#: (``auto``, ``generic``, ``avx2``, ``avx512`` or ``neon``): for tests and
+#: benchmarks of one kernel on a CPU that would pick another.
+KERNEL_ENV = "ITPL_GRAM_KERNEL"
 
 #: True when the compiled core was built with OpenMP.
 has_openmp: bool = _core.has_openmp
@@ -39,20 +47,44 @@ def default_threads() -> int:
     return _core.default_threads()
 
 
-def gram_kernel(name: str = "auto") -> str:
+def gram_kernels() -> list[str]:
+    """Gram kernels this build and CPU can run, the portable one first.
+
+    Returns
+    -------
+    list of str
+        A subset of ``["generic", "neon", "avx2", "avx512"]``; ``"auto"``
+        picks the last.
+    """
+    return list(_core.gram_kernels())
+
+
+def _kernel(name: str | None) -> str:
+    if name is not None:
+        return name
+    chosen = os.environ.get(KERNEL_ENV, "").strip() or "auto"
+    try:
+        _core.gram_kernel(chosen)
+    except ValueError as err:
+        raise ValueError(f"{KERNEL_ENV}={chosen!r}: {err}") from None
+    return chosen
+
+
+def gram_kernel(name: str | None = None) -> str:
     """Name of the Gram kernel that ``name`` selects on this CPU.
 
     Parameters
     ----------
-    name : {"auto", "generic", "avx512"}
-        ``"auto"`` picks the fastest kernel this CPU supports.
+    name : {"auto", "generic", "avx2", "avx512", "neon"}, optional
+        ``"auto"`` picks the fastest kernel this CPU supports. None: the
+        ``ITPL_GRAM_KERNEL`` environment variable, else ``"auto"``.
 
     Returns
     -------
     str
-        ``"avx512"`` or ``"generic"``.
+        ``"generic"``, ``"avx2"``, ``"avx512"`` or ``"neon"``.
     """
-    return _core.gram_kernel(name)
+    return _core.gram_kernel(_kernel(name))
 
 
 def _threads(num_threads: int | None) -> int:
@@ -82,7 +114,7 @@ def centered_gram(
     x,
     *,
     num_threads: int | None = None,
-    kernel: str = "auto",
+    kernel: str | None = None,
     block: int | None = None,
 ) -> np.ndarray:
     """Centred Gram matrix ``K = H X X^T H`` of one layer's activations.
@@ -96,8 +128,10 @@ def centered_gram(
     num_threads : int, optional
         OpenMP threads; None uses the default. The result is bitwise the same
         for every thread count.
-    kernel : {"auto", "generic", "avx512"}
+    kernel : {"auto", "generic", "avx2", "avx512", "neon"}, optional
         Inner kernel; ``"auto"`` picks the fastest one this CPU supports.
+        None: the ``ITPL_GRAM_KERNEL`` environment variable, else ``"auto"``.
+        A kernel this CPU cannot run raises ValueError.
     block : int, optional
         Features per block (the span of float32 partial sums). None picks the
         default, 256 (fewer when n is large, to keep a block in cache).
@@ -111,13 +145,14 @@ def centered_gram(
     ------
     ValueError
         If ``x`` has fewer than 2 dimensions or 2 samples, no features, a
-        non-float dtype, or a NaN/Inf value.
+        non-float dtype, or a NaN/Inf value; or for an unknown or unsupported
+        kernel.
     """
     mat = _as_activation_matrix(x)
     if block is not None and int(block) < 1:
         raise ValueError(f"block must be a positive integer or None, got {block}")
     return _core.centered_gram(
-        mat, num_threads=_threads(num_threads), kernel=kernel, block=int(block or 0)
+        mat, num_threads=_threads(num_threads), kernel=_kernel(kernel), block=int(block or 0)
     )
 
 

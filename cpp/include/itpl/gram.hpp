@@ -4,14 +4,17 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace itpl {
 
 // Which inner kernel computes the block products.
 enum class GramKernel {
     automatic,  // the fastest one this CPU supports
-    generic,    // portable C++; also the reference for the SIMD kernels
-    avx512,     // AVX-512F register-tiled micro-kernel (x86-64 only)
+    generic,    // portable C++; the fallback everywhere
+    avx2,       // AVX2 + FMA register-tiled micro-kernel (x86-64)
+    avx512,     // AVX-512F register-tiled micro-kernel (x86-64)
+    neon,       // Advanced SIMD micro-kernel (ARM64 builds)
 };
 
 struct GramOptions {
@@ -20,13 +23,20 @@ struct GramOptions {
     std::size_t block = 0;                // features per block; 0: the kernel's default
 };
 
-// True when this build has the AVX-512 kernel and the running CPU supports it.
-bool cpu_has_avx512() noexcept;
+// True when this build has `kernel` and the running CPU can execute it
+// (`automatic` and `generic` always can).
+bool gram_kernel_supported(GramKernel kernel) noexcept;
 
-// Name of the kernel `automatic` resolves to on this CPU ("avx512" or "generic").
+// Names of the kernels this build and CPU can run, the portable one first and
+// the one `automatic` picks last.
+std::vector<std::string> supported_gram_kernels();
+
+// Name of the kernel `kernel` resolves to on this CPU ("generic", "avx2",
+// "avx512" or "neon"); `automatic` resolves to the fastest supported one.
 std::string resolve_kernel_name(GramKernel kernel);
 
-// Parses "auto", "generic" or "avx512"; throws std::invalid_argument otherwise.
+// Parses "auto", "generic", "avx2", "avx512" or "neon"; throws
+// std::invalid_argument otherwise.
 GramKernel parse_gram_kernel(const std::string& name);
 
 // Writes the n x n centred Gram of x (row-major, n x d) into out (row-major, n x n).
@@ -40,7 +50,8 @@ GramKernel parse_gram_kernel(const std::string& name);
 // own accumulator, summed in slice order: 1 and N threads agree to float64
 // rounding.
 //
-// Throws std::invalid_argument for n < 2, d < 1, or a NaN/Inf in x.
+// Throws std::invalid_argument for n < 2, d < 1, a NaN/Inf in x, or a kernel
+// this CPU or build cannot run.
 template <class T>
 void centered_gram(const T* x, std::size_t n, std::size_t d, double* out,
                    const GramOptions& options = {});
