@@ -307,3 +307,12 @@ def dense_net(num_classes: int = 10) -> nn.Module:
 
 def squeeze_excite_net(num_classes: int = 10) -> nn.Module:
     return SqueezeExciteNet(num_classes)
+
+
+def nan_net() -> nn.Module:
+    """A model whose outputs are NaN (a NaN bias): refused with one line, never a plan."""
+    model = no_shape_net()
+    with torch.no_grad():
+        model[2].bias.fill_(float("nan"))
+    model.input_shape = (3, 12, 12)
+    return model

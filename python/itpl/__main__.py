@@ -1,5 +1,9 @@
 import sys
 
-from itpl.cli import main
+try:
+    from itpl.cli import main
+except KeyboardInterrupt:  # Ctrl-C before the CLI's own handler is installed
+    print("itpl: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -558,6 +558,7 @@ def _check_outputs(args) -> None:
     elif args.command == "profile" and output:
         check_output(output, "-o")
     elif args.command == "export":
+        check_prefix(output)  # "-o DIR/" would write DIR/-b1.tflite with several batches
         for path in _export_paths(output, args.batch).values():
             check_output(path, "-o")
     if getattr(args, "json", None) and isinstance(args.json, str):  # bench --json FILE

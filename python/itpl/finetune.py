@@ -277,7 +277,7 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
                 loss = (1 - config.kd_weight) * loss + config.kd_weight * kd
             if not bool(torch.isfinite(loss.detach())):  # it would poison every weight
                 raise ValueError(
-                    f"training loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1} "
+                    f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1} "
                     f"(learning rate {lr:.3g}): check the data for NaN/Inf or lower --lr"
                     + ("; the best weights so far stay in " + f"'{out}.pt'"
                        if result.best_epoch else ""))
