@@ -134,7 +134,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     verified = _verify(args, result, device) if args.verify else None
     weights_path, plan_path = save_result(result, prefix, plot=args.plot)
     if args.json:
-        print(json.dumps(result.plan.to_dict(), indent=1))
+        from itpl.fileio import finite_json
+
+        print(json.dumps(finite_json(result.plan.to_dict()), indent=1))
     else:
         print("\n".join(summary_lines(result) + ([verified] if verified else [])))
         print(f"wrote {plan_path} and {weights_path}")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from itpl import coupling
+
 # Modules that map a tensor to one of the same channel layout, channel by
 # channel: a layer's representation is taken after them (conv -> BN -> ReLU).
 _CHANNELWISE = (
@@ -146,92 +148,6 @@ def _trace_shapes(model: nn.Module, input_shape):
     return shapes, in_shapes, capture, activation, positions
 
 
-def _output_layers(dg, names) -> list[nn.Module]:
-    """The conv/linear layers whose output channels are the network's output.
-
-    Walks back from every node without consumers through parameter-free steps
-    (activations, pooling, flatten, dropout, batch norm, concatenation), so a
-    1x1-conv classifier followed by global pooling (SqueezeNet) is found as
-    well as a final Linear.
-    """
-    found, seen = [], set()
-    stack = [node for node in dg.module2node.values() if not node.outputs]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        module = node.module
-        if isinstance(module, _CONV + (nn.Linear,)) and module in names:
-            found.append(module)
-            continue
-        stack.extend(node.inputs)
-    return found
-
-
-# Autograd steps that move channels to other positions. torch-pruning takes
-# them for element-wise ops, so a channel shuffle (view, transpose, view) would
-# couple the wrong channels: every group whose channels pass one stays whole.
-_PERMUTING = ("transpose", "permute", "pixelshuffle", "pixelunshuffle", "channelshuffle",
-              "roll", "flip")
-
-
-def _permutes(module) -> bool:
-    name = str(getattr(module, "_grad_fn", "") or "").lower()
-    return type(module).__name__ == "_ElementWiseOp" and any(p in name for p in _PERMUTING)
-
-
-def _tolerate_unmapped_reshapes() -> None:
-    """Make torch-pruning record, instead of failing on, a reshape whose channel
-    mapping it cannot work out (it divides by zero on ShuffleNetV2's 5-D view
-    back to 4-D). It redoes the mappings at every group query, so the wrapper
-    stays installed; each graph's such reshapes collect in ``graph.itpl_unmapped``
-    and the groups through them stay whole."""
-    from torch_pruning.dependency import index_mapping
-
-    original = index_mapping.update_reshape_index_mapping
-    if getattr(original, "itpl_wrapped", False):
-        return
-
-    def update(graph, node):
-        try:
-            original(graph, node)
-        except ArithmeticError:
-            if not hasattr(graph, "itpl_unmapped"):
-                graph.itpl_unmapped = set()
-            graph.itpl_unmapped.add(node.module)
-
-    update.itpl_wrapped = True
-    index_mapping.update_reshape_index_mapping = update
-
-
-def _all_groups(dg, ignored) -> list:
-    """torch-pruning's ``get_all_groups``, except that a layer whose group
-    torch-pruning cannot follow (its index mappings fail on ShuffleNetV2's
-    chunk-concat-shuffle) is left unpruned instead of failing the model."""
-    visited, groups = set(), []
-    for module in list(dg.module2node):
-        if module in ignored or module in visited or not isinstance(module, _CONV + (nn.Linear,)):
-            continue
-        pruner = dg.get_pruner_of_module(module)
-        if pruner is None or pruner.get_out_channels(module) is None:
-            continue
-        try:
-            group = dg.get_pruning_group(module, pruner.prune_out_channels,
-                                         list(range(pruner.get_out_channels(module))))
-        except (ArithmeticError, IndexError, KeyError):
-            visited.add(module)
-            continue
-        prunable = True
-        for dep, _ in group:
-            if dg.is_out_channel_pruning_fn(dep.handler):
-                visited.add(dep.target.module)
-                prunable = prunable and dep.target.module not in ignored
-        if prunable:
-            groups.append(group)
-    return groups
-
-
 def _kind(module: nn.Module) -> str:
     if isinstance(module, _CONV):
         if module.groups == 1:
@@ -279,7 +195,7 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
     input_shape = tuple(int(s) for s in input_shape)
     shapes, in_shapes, capture, activation, call_positions = _trace_shapes(model, input_shape)
     try:
-        _tolerate_unmapped_reshapes()
+        coupling.tolerate_unmapped_reshapes()
         with torch.enable_grad():
             dg = tp.DependencyGraph().build_dependency(
                 model, torch.zeros(1, *input_shape), verbose=False
@@ -290,14 +206,14 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
         ) from None
     unmapped = getattr(dg, "itpl_unmapped", set())
     names = {m: n for n, m in model.named_modules()}
-    sinks = _output_layers(dg, names)  # the network's output width is never pruned
+    sinks = coupling.output_layers(dg, names)  # the network's output width is never pruned
 
     order = {n: i for i, n in enumerate(shapes)}  # execution order of the trace
 
     def first_use(grp):
         return min(order.get(names.get(it.dep.target.module), len(order)) for it in grp.items)
 
-    tp_groups = sorted(_all_groups(dg, sinks), key=first_use)
+    tp_groups = sorted(coupling.all_groups(dg, sinks), key=first_use)
     groups: list[Group] = []
     # per (module name, "in"/"out"): {group index: channels of that dim in the group}
     terms: dict[tuple[str, str], dict[int, int]] = {}
@@ -311,7 +227,7 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             items.append((names[module], module, side, len(item.idxs)))
         if any(_kind(m) == "grouped" for _, m, _, _ in items):
             continue  # grouped convs change channels per group: left unpruned
-        if any(_permutes(item.dep.target.module) or item.dep.target.module in unmapped
+        if any(coupling.permutes(item.dep.target.module) or item.dep.target.module in unmapped
                for item in tp_group.items):
             continue  # channels reordered (ShuffleNet's shuffle): torch-pruning cannot follow
         index = len(groups)
