@@ -61,15 +61,38 @@ def tolerate_unmapped_reshapes() -> None:
         return
 
     def update(graph, node):
+        if not hasattr(graph, "itpl_unmapped"):
+            graph.itpl_unmapped = set()
+        if node.module in graph.itpl_unmapped:
+            return
+        if _near_permute(node):  # a shuffle's view: mapped as a flatten, it multiplies
+            graph.itpl_unmapped.add(node.module)  # every index list by H*W (minutes per query)
+            return
         try:
             original(graph, node)
         except ArithmeticError:
-            if not hasattr(graph, "itpl_unmapped"):
-                graph.itpl_unmapped = set()
             graph.itpl_unmapped.add(node.module)
 
     update.itpl_wrapped = True
     index_mapping.update_reshape_index_mapping = update
+
+
+def _near_permute(node, hops: int = 3) -> bool:
+    """Whether a channel-permuting op is within ``hops`` torch-pruning op nodes."""
+    frontier, seen = [node], {id(node)}
+    for _ in range(hops):
+        step = []
+        for current in frontier:
+            for other in list(current.inputs) + list(current.outputs):
+                if id(other) in seen:
+                    continue
+                seen.add(id(other))
+                if permutes(other.module):
+                    return True
+                if type(other.module).__module__.startswith("torch_pruning"):
+                    step.append(other)
+        frontier = step
+    return False
 
 
 def all_groups(dg, ignored) -> list:
