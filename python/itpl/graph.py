@@ -202,7 +202,9 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             )
     except Exception as exc:
         raise ValueError(
-            f"cannot trace the model's channel dependencies: {type(exc).__name__}: {exc}"
+            f"cannot trace the model's channel dependencies: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0]}; itpl needs a forward pass that torch-pruning "
+            "can trace from one tensor input (no data-dependent branching on values)"
         ) from None
     unmapped = getattr(dg, "itpl_unmapped", set())
     names = {m: n for n, m in model.named_modules()}
@@ -276,7 +278,8 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             if kind == "other" and out_dim.coefs and fixed:
                 raise ValueError(
                     f"layer '{name}' ({type(module).__name__}) has parameters in a prunable "
-                    "channel group that itpl does not know how to count"
+                    "channel group that itpl does not know how to count; replace it with a "
+                    "standard layer (conv, linear, norm, activation) to prune this model"
                 )
         layers.append(Layer(
             name=name, kind=kind, in_dim=in_dim, out_dim=out_dim, positions=positions,
