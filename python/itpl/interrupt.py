@@ -21,6 +21,8 @@ RESEND_S = 0.2  # long enough to leave a gc callback, short enough to feel immed
 
 
 def _handler(signum, frame):
+    if _state["handled"] and _state["requested"]:
+        return  # a resend that was already on its way when the CLI reported the interrupt
     _state["requested"] = True
     if not _state["handled"]:
         timer = threading.Timer(RESEND_S, _resend)
@@ -38,7 +40,9 @@ def install() -> bool:
     """Take over SIGINT (main thread only); returns whether it did."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    _state.update(requested=False, handled=False, previous=signal.getsignal(signal.SIGINT))
+    current = signal.getsignal(signal.SIGINT)
+    previous = _state["previous"] if current is _handler else current  # after an interrupt
+    _state.update(requested=False, handled=False, previous=previous)
     signal.signal(signal.SIGINT, _handler)
     return True
 
@@ -46,6 +50,8 @@ def install() -> bool:
 def finish() -> None:
     """The interrupt (if any) has been reported: stop resending, restore the old handler."""
     _state["handled"] = True
+    if _state["requested"]:
+        return  # keep the handler, now silent, for a resend in flight
     if _state["previous"] is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _state["previous"])
         _state["previous"] = None
