@@ -250,3 +250,37 @@ def test_ctrl_c_exits_130_and_writes_nothing(argv, after, fx, tmp_path):
     assert err.strip().splitlines()[-1] == "itpl: interrupted", err
     left = [f for f in _listing(tmp_path) if not f.endswith(".profile.json.cache")]
     assert left == [], left
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point
+def test_ctrl_c_inside_a_gc_callback_is_not_lost():
+    """Python discards an exception raised in a garbage-collector callback (where
+    jax's import spends its time): the handler sends the signal again, so it lands
+    in the code that follows."""
+    import gc
+    import threading
+
+    from itpl import interrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    swallowed = []
+
+    def callback(phase, info):
+        if phase == "start" and not swallowed:
+            swallowed.append(True)
+            end = time.time() + 0.5
+            while time.time() < end:  # busy, so the signal is handled in here
+                pass
+
+    interrupt.install()
+    gc.callbacks.append(callback)
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            gc.collect()
+            time.sleep(5)  # nothing else would interrupt this
+        assert swallowed
+    finally:
+        gc.callbacks.remove(callback)
+        interrupt.finish()
+        signal.signal(signal.SIGINT, previous)
