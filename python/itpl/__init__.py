@@ -4,15 +4,23 @@ The method is ITPruner (Zheng et al., IJCV; arXiv 2108.08532). The public API
 grows with the pipeline; see the README for what is available.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 
-from itpl import hsic
 
-try:
-    __version__ = version("itpl")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
+def __getattr__(name):
+    # Heavy or slow attributes on first use (``hsic``: NumPy and the C++ core;
+    # ``__version__``: importlib.metadata, 0.3 s on a loaded machine), so that
+    # ``python -m itpl`` reaches the CLI's Ctrl-C handler right after starting.
+    if name == "hsic":
+        return importlib.import_module("itpl.hsic")
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            return version("itpl")
+        except PackageNotFoundError:  # running from a source tree without an install
+            return "0+unknown"
+    raise AttributeError(f"module 'itpl' has no attribute '{name}'")
 
 
 def load(plan, weights=None):

@@ -536,8 +536,16 @@ def main(argv: list[str] | None = None) -> int:
         print("itpl: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:  # OSError: disk full, permissions, a folder as a file
+        if interrupt.requested():  # e.g. Ctrl-C turned into an OSError by a blocking call
+            print("itpl: interrupted", file=sys.stderr)
+            return 130
         print(f"itpl: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception:
+        if not interrupt.requested():
+            raise  # a bug: its traceback is the useful report
+        print("itpl: interrupted", file=sys.stderr)  # NumPy turns a Ctrl-C during its
+        return 130  # import into an ImportError
     finally:
         interrupt.finish()
 

@@ -57,6 +57,11 @@ def finish() -> None:
         _state["previous"] = None
 
 
+def requested() -> bool:
+    """Whether Ctrl-C was pressed since :func:`install`."""
+    return _state["requested"]
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if one was requested and swallowed on the way."""
     if _state["requested"] and not _state["handled"]:
