@@ -158,7 +158,12 @@ def reestimate_bn_on(model: nn.Module, images: torch.Tensor, *, batch_size: int 
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
-    model.train()
+    # Only the norms in training mode: the rest of the model runs as at inference,
+    # so dropout stays off and training-only branches (GoogLeNet's auxiliary
+    # classifiers, which pruning never traced) stay unused.
+    model.eval()
+    for m in norms:
+        m.train()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             model(images[start:start + batch_size])
