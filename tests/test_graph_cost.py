@@ -4,7 +4,6 @@ on physically pruned models."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from itpl import models
 from itpl.cost import build_cost, format_amount, parse_amount
@@ -103,18 +102,17 @@ def test_model_that_fails_at_the_input_shape():
         analyze(ConcatNet(), (3, 20, 20))
 
 
-def test_shared_module_is_refused():
-    class Shared(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(8, 8, 3, padding=1)
-            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+def test_shared_conv_is_coupled_and_counted_per_call():
+    """A conv with parameters used twice keeps one width for both uses (it is
+    coupled to what feeds it), and its MACs count both calls."""
+    from tests.small_models import SharedConvNet
 
-        def forward(self, x):
-            return self.conv(self.conv(self.stem(x)))
-
-    with pytest.raises(ValueError, match="called more than once"):
-        analyze(Shared(), (3, 8, 8))
+    graph = analyze(SharedConvNet(), (3, 8, 8))
+    assert [g.members for g in graph.groups] == [["stem", "conv"]]
+    conv = next(layer for layer in graph.layers if layer.name == "conv")
+    assert conv.positions == 2 * 8 * 8
+    flops = build_cost(graph, "flops").full()
+    assert flops == 3 * 16 * 9 * 64 + 16 * 16 * 9 * 64 * 2 + 16 * 3
 
 
 def test_amounts():

@@ -4,21 +4,29 @@ The method is ITPruner (Zheng et al., IJCV; arXiv 2108.08532). The public API
 grows with the pipeline; see the README for what is available.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
 
 from itpl._memory import keep_freed_memory
 
 # Before torch allocates anything: freed tensors stay in the process instead of
-# being unmapped and faulted back every step (itpl._memory; ITPL_KEEP_MEMORY=0: off).
+# being unmapped and faulted back every step (itpl._memory; ITPL_KEEP_MEMORY=0:
+# off). ctypes only: nothing heavy, so Ctrl-C stays honoured right after start.
 keep_freed_memory()
 
-from itpl import hsic  # noqa: E402
+def __getattr__(name):
+    # Heavy or slow attributes on first use (``hsic``: NumPy and the C++ core;
+    # ``__version__``: importlib.metadata, 0.3 s on a loaded machine), so that
+    # ``python -m itpl`` reaches the CLI's Ctrl-C handler right after starting.
+    if name == "hsic":
+        return importlib.import_module("itpl.hsic")
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("itpl")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
-
+        try:
+            return version("itpl")
+        except PackageNotFoundError:  # running from a source tree without an install
+            return "0+unknown"
+    raise AttributeError(f"module 'itpl' has no attribute '{name}'")
 
 
 def load(plan, weights=None):

@@ -155,13 +155,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
               f"above the unpruned {budget.kind}, {fmt(unpruned)} {result.cost.unit}; nothing written")
         return EXIT_OK
     verified = _verify(args, result, device) if args.verify else None
-    weights_path, plan_path = save_result(result, prefix)
-    if args.plot:
-        from itpl.plot import write_plots
-
-        write_plots(result, args.plot)
+    weights_path, plan_path = save_result(result, prefix, plot=args.plot)
     if args.json:
-        print(json.dumps(result.plan.to_dict(), indent=1))
+        from itpl.fileio import finite_json
+
+        print(json.dumps(finite_json(result.plan.to_dict()), indent=1))
     else:
         print("\n".join(summary_lines(result) + ([verified] if verified else [])))
         print(f"wrote {plan_path} and {weights_path}")
@@ -325,10 +323,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from itpl.workflow import load_any
 
     model, shape, label = load_any(args.model, args.weights, args.input_shape, dict(args.model_arg))
-    for batch, path in _export_paths(args.output, args.batch).items():
-        r = export_tflite(model, shape, path, batch=batch)
-        print(f"wrote {path}: batch {batch}, max |tflite - torch| = {r.max_abs_diff:.2e} "
-              f"(tolerance {r.tolerance:.1e})")
+    from itpl.fileio import staged_outputs
+
+    lines = []
+    with staged_outputs() as stage:  # all batch files appear together, or none
+        for batch, path in _export_paths(args.output, args.batch).items():
+            r = export_tflite(model, shape, stage.path(path), batch=batch)
+            lines.append(f"wrote {path}: batch {batch}, max |tflite - torch| = "
+                         f"{r.max_abs_diff:.2e}, {r.relative_diff:.1e} of the output's scale "
+                         f"(tolerance {r.rtol:.0e})")
+    print("\n".join(lines))
     return EXIT_OK
 
 
@@ -555,14 +559,58 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from itpl import interrupt
+
+    interrupt.install()
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"itpl: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        _check_outputs(args)
+        code = args.func(args)
+        interrupt.check()
+        return code
     except KeyboardInterrupt:
+        interrupt.finish()
         print("itpl: interrupted", file=sys.stderr)
         return 130
+    except (ValueError, OSError) as exc:  # OSError: disk full, permissions, a folder as a file
+        if interrupt.requested():  # e.g. Ctrl-C turned into an OSError by a blocking call
+            print("itpl: interrupted", file=sys.stderr)
+            return 130
+        print(f"itpl: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:
+        if not interrupt.requested():
+            raise  # a bug: its traceback is the useful report
+        print("itpl: interrupted", file=sys.stderr)  # NumPy turns a Ctrl-C during its
+        return 130  # import into an ImportError
+    finally:
+        interrupt.finish()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, FileNotFoundError):
+        where = f" '{exc.filename}'" if exc.filename else ""
+        return f"{exc.strerror.lower()}{where}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_outputs(args) -> None:
+    """Refuse an unwritable output before any work (a profile takes minutes)."""
+    from itpl.fileio import check_output, check_prefix
+
+    output = getattr(args, "output", None)
+    if args.command in ("prune", "finetune") and output:
+        check_prefix(output)
+    elif args.command == "profile" and output:
+        check_output(output, "-o")
+    elif args.command == "export":
+        check_prefix(output)  # "-o DIR/" would write DIR/-b1.tflite with several batches
+        for path in _export_paths(output, args.batch).values():
+            check_output(path, "-o")
+    if getattr(args, "json", None) and isinstance(args.json, str):  # bench --json FILE
+        check_output(args.json, "--json")
+    if getattr(args, "plot", None):
+        check_output(os.path.join(args.plot, "nhsic.png"), "--plot")
 
 
 if __name__ == "__main__":

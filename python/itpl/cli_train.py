@@ -56,16 +56,16 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         teacher = load_any(args.teacher, args.teacher_weights)[0]
         check_classes(teacher, val, shape)  # its soft labels must cover the same classes
     out = args.output or f"{os.path.basename(args.model).split('.')[0]}-finetuned"
-    before = evaluate(model, val)
-    result = finetune(model, train, val, config, out, teacher=teacher, resume=args.resume,
-                      progress=lead and not args.quiet)
-    if args.model.endswith(".json") and lead:
-        from itpl.fileio import write_json
+    plan = None
+    if args.model.endswith(".json"):  # written with each best OUT.pt, never apart from it
         from itpl.plan import read_plan
 
         plan = read_plan(args.model)
         plan.weights = os.path.basename(f"{out}.pt")
-        write_json(f"{out}.plan.json", plan.to_dict())
+        plan = plan.to_dict()
+    before = evaluate(model, val)
+    result = finetune(model, train, val, config, out, teacher=teacher, resume=args.resume,
+                      progress=lead and not args.quiet, plan=plan)
     if distributed:
         import torch.distributed as dist
 

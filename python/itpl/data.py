@@ -37,8 +37,23 @@ def preset(name: str, mean=None, std=None) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; use one of {', '.join(PRESETS)}")
     base = PRESETS[name]
+    for flag, values in (("--mean", mean), ("--std", std)):
+        bad = [v for v in values or () if not np.isfinite(v) or (flag == "--std" and v <= 0)]
+        if bad:  # else every image becomes NaN/Inf and an inner layer gets the blame
+            raise ValueError(f"{flag} {bad[0]:g}: " + ("each std must be a positive number"
+                                                       if flag == "--std" else "not a number"))
     return Preset(tuple(mean) if mean else base.mean, tuple(std) if std else base.std,
                   base.crop_ratio)
+
+
+def check_finite(images: torch.Tensor, where: str) -> torch.Tensor:
+    """Refuse images holding NaN or Inf, naming the source and the first sample."""
+    bad = ~torch.isfinite(images.reshape(images.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        first = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(f"{where}: {int(bad.sum())} of {images.shape[0]} samples hold NaN or "
+                         f"Inf values (the first is sample {first}); remove or fix them")
+    return images
 
 
 def _pick(count: int, samples: int, seed: int) -> np.ndarray:
@@ -151,7 +166,7 @@ def load_calibration(source: str, input_shape, *, samples: int = 256, seed: int 
     if not data.is_floating_point():
         raise ValueError(f"tensor file '{source}' holds {data.dtype}; expected float or uint8 images")
     idx = torch.from_numpy(_pick(data.shape[0], samples, seed))
-    return data[idx].float().contiguous()
+    return check_finite(data[idx].float().contiguous(), f"calibration data '{source}'")
 
 
 def random_calibration(input_shape, *, samples: int = 256, seed: int = 0) -> torch.Tensor:
@@ -251,4 +266,5 @@ def _load_labelled_file(path: str, shape, norm: Preset) -> LabelledData:
     classes = raw.get("classes") or [str(i) for i in range(int(labels.max()) + 1)]
     if int(labels.max()) >= len(classes):
         raise ValueError(f"'{path}' has label {int(labels.max())} but {len(classes)} classes")
-    return LabelledData(images.float().contiguous(), labels, list(classes))
+    return LabelledData(check_finite(images.float().contiguous(), f"'{path}'"), labels,
+                        list(classes))

@@ -30,7 +30,14 @@ class ExportResult:
     batch: int
     input_shape: list[int]
     max_abs_diff: float
-    tolerance: float
+    tolerance: float  # rtol x the largest magnitude of the PyTorch output
+
+    @property
+    def relative_diff(self) -> float:
+        """max |tflite - torch| over the output's largest magnitude."""
+        return self.max_abs_diff / self.tolerance * self.rtol
+
+    rtol: float = DEFAULT_RTOL
 
 
 @contextlib.contextmanager
@@ -123,7 +130,8 @@ def export_tflite(model: nn.Module, input_shape, path: str, *, batch: int = 1,
     batch : int
         Static batch size of the exported graph.
     rtol : float
-        Allowed max abs difference relative to the output's max magnitude.
+        Allowed max abs difference relative to the output's max magnitude
+        (no absolute floor: tiny outputs are checked at their own scale).
     seed : int
         Seed of the random check input.
 
@@ -138,10 +146,16 @@ def export_tflite(model: nn.Module, input_shape, path: str, *, batch: int = 1,
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     litert_torch = _converter()
+    from itpl import interrupt
+
+    interrupt.check()  # a Ctrl-C during the converter's import may have been swallowed
     model = model.eval()
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = model(x).numpy()
+    if not np.isfinite(expected).all():
+        raise ValueError("the model's PyTorch output is not finite (NaN or Inf) on a random "
+                         "input: nothing to check the export against")
 
     with staged_outputs() as stage:
         tmp = stage.path(path)
@@ -154,10 +168,17 @@ def export_tflite(model: nn.Module, input_shape, path: str, *, batch: int = 1,
             raise ValueError(f"conversion to .tflite failed{where}: {type(exc).__name__}: "
                              f"{(str(exc).splitlines() or [''])[0][:300]}") from None
         got = run_tflite(tmp, x.numpy())
+        if got.shape != expected.shape:
+            raise ValueError(f"exported model gives output shape {got.shape}, PyTorch "
+                             f"{expected.shape}")
         diff = float(np.abs(got - expected).max())
-        tolerance = rtol * max(1.0, float(np.abs(expected).max()))
+        # Relative to the output's own scale: a random-init network's outputs can be
+        # 1e-10 or smaller, where any absolute tolerance passes whatever the file holds.
+        scale = float(np.abs(expected).max())
+        tolerance = rtol * max(scale, float(np.finfo(np.float32).tiny))
         if not diff <= tolerance:
             raise ValueError(f"exported model differs from PyTorch: max abs difference {diff:.3g} "
-                             f"> tolerance {tolerance:.3g}")
+                             f"> tolerance {tolerance:.3g} ({rtol:g} of the output's largest "
+                             f"magnitude, {scale:.3g})")
     return ExportResult(path=path, batch=batch, input_shape=list(input_shape),
-                        max_abs_diff=diff, tolerance=tolerance)
+                        max_abs_diff=diff, tolerance=tolerance, rtol=rtol)

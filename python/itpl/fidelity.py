@@ -48,9 +48,12 @@ def output_divergence(reference: nn.Module, pruned: nn.Module, images: torch.Ten
     reference.eval()
     with torch.no_grad():
         p = _log_probs(reference, images, batch_size)
+        if not bool(torch.isfinite(p).all()):
+            raise ValueError("the unpruned model's outputs are NaN or Inf on the calibration "
+                             "images: check the weights and the data (or pass --beta-scales 1)")
         q = _log_probs(pruned, images, batch_size)
-    kl = (p.exp() * (p - q)).sum(dim=1)
-    return float(kl.mean())
+    kl = float((p.exp() * (p - q)).sum(dim=1).mean())
+    return kl if np.isfinite(kl) else float("inf")  # a pruned model that breaks is the worst
 
 
 def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: torch.Tensor,
@@ -92,6 +95,9 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
                       flush=True)
             divergence[key] = output_divergence(model, prune_copy(w), images)
     kl = [divergence[tuple(w)] for w in widths]
+    if not np.isfinite(min(kl)):
+        raise ValueError("every pruned candidate's outputs are NaN or Inf on the calibration "
+                         "images; pass --beta to skip the output check")
     best = int(np.argmin(kl))
     record = {"scales": list(scales), "betas": [c.beta for c in candidates], "widths": widths,
               "kl": kl, "chosen_scale": scales[best], "samples": len(images)}

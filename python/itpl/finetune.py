@@ -158,7 +158,12 @@ def reestimate_bn_on(model: nn.Module, images: torch.Tensor, *, batch_size: int 
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches below
-    model.train()
+    # Only the norms in training mode: the rest of the model runs as at inference,
+    # so dropout stays off and training-only branches (GoogLeNet's auxiliary
+    # classifiers, which pruning never traced) stay unused.
+    model.eval()
+    for m in norms:
+        m.train()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             model(images[start:start + batch_size])
@@ -176,7 +181,7 @@ def _save(obj, path: str) -> None:
 
 def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: FinetuneConfig,
              out: str, *, teacher: nn.Module | None = None, resume: bool = False,
-             progress: bool = True, on_epoch=None) -> FinetuneResult:
+             progress: bool = True, on_epoch=None, plan: dict | None = None) -> FinetuneResult:
     """Train ``model`` in place; write ``OUT.pt`` (best val top-1), ``OUT.last.ckpt``
     (to resume) and ``OUT.history.json``.
 
@@ -194,6 +199,15 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
         Continue from ``OUT.last.ckpt``; its settings must match ``config``.
     on_epoch : callable, optional
         Called with each epoch's metrics after its checkpoint is written.
+    plan : dict, optional
+        Written as ``OUT.plan.json`` together with each best ``OUT.pt``, so
+        the weights never exist without the plan that rebuilds their model.
+
+    Raises
+    ------
+    ValueError
+        When the loss becomes NaN or Inf (bad data or a learning rate too
+        high): training stops; the files of earlier epochs stay as they were.
     """
     config.check()
     if train.classes != val.classes:
@@ -266,6 +280,12 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
                 kd = F.kl_div(F.log_softmax(logits / config.kd_temperature, dim=-1), soft,
                               reduction="batchmean") * config.kd_temperature ** 2
                 loss = (1 - config.kd_weight) * loss + config.kd_weight * kd
+            if not bool(torch.isfinite(loss.detach())):  # it would poison every weight
+                raise ValueError(
+                    f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1} "
+                    f"(learning rate {lr:.3g}): check the data for NaN/Inf or lower --lr"
+                    + ("; the best weights so far stay in " + f"'{out}.pt'"
+                       if result.best_epoch else ""))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -293,7 +313,13 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
             result.best_epoch, result.best_top1 = epoch + 1, metrics["top1"]
         if rank == 0:
             if best:
-                _save(model.state_dict(), f"{out}.pt")
+                from itpl.fileio import dump_json, staged_outputs
+
+                with staged_outputs() as stage:
+                    torch.save(model.state_dict(), stage.path(f"{out}.pt"))
+                    if plan is not None:
+                        with open(stage.path(f"{out}.plan.json"), "w") as f:
+                            dump_json(plan, f)
             _save({"format": CHECKPOINT_FORMAT, "config": asdict(config), "epoch": epoch + 1,
                    "model": model.state_dict(), "optimizer": opt.state_dict(),
                    "rng": torch.get_rng_state(), "history": result.history,

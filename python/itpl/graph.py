@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from itpl import coupling
+
 # Modules that map a tensor to one of the same channel layout, channel by
 # channel: a layer's representation is taken after them (conv -> BN -> ReLU).
 _CHANNELWISE = (
@@ -93,9 +95,10 @@ class ModelGraph:
 def _trace_shapes(model: nn.Module, input_shape):
     """One eval forward at batch 1: per leaf module its input and output shapes,
     per conv/linear the module after which its activation is read and the
-    activation function in that chain, and modules called more than once."""
+    activation function in that chain, and how often each module was called."""
     events = []  # (name, module, input tensor, output tensor)
     calls: dict[str, int] = {}
+    positions: dict[str, int] = {}  # output positions summed over a module's calls
     handles = []
 
     def hook(name):
@@ -104,6 +107,8 @@ def _trace_shapes(model: nn.Module, input_shape):
             first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
             if isinstance(output, torch.Tensor):
                 events.append((name, module, first, output))
+                spatial = output.shape[2:] if isinstance(module, _CONV) else output.shape[1:-1]
+                positions[name] = positions.get(name, 0) + math.prod(spatial)
 
         return fn
 
@@ -124,20 +129,23 @@ def _trace_shapes(model: nn.Module, input_shape):
     shapes = {name: tuple(out.shape) for name, _, _, out in events}
     in_shapes = {name: tuple(inp.shape) for name, _, inp, _ in events if inp is not None}
     # Follow conv -> BN -> activation by tensor identity: each channel-wise module
-    # whose input is exactly the previous tensor extends the chain.
+    # whose input is exactly the previous tensor extends the chain. A module
+    # called more than once (torchvision's ResNets reuse one nn.ReLU per block)
+    # cannot be the capture point: its hook would also see its other calls.
     capture, activation = {}, {}
     for i, (name, module, _, out) in enumerate(events):
-        if not isinstance(module, _CONV + (nn.Linear,)):
+        if not isinstance(module, _CONV + (nn.Linear,)) or name in capture:
             continue
         end, current, act = name, out, "none"
         for nxt, nmod, ninp, nout in events[i + 1 :]:
             if ninp is current and isinstance(nmod, _CHANNELWISE):
-                end, current = nxt, nout
+                current = nout
+                if calls[nxt] == 1 and calls[end] == 1:
+                    end = nxt
                 if act == "none" and isinstance(nmod, (nn.ReLU, nn.ReLU6)):
                     act = "relu6" if isinstance(nmod, nn.ReLU6) else "relu"
         capture[name], activation[name] = end, act
-    reused = sorted(n for n, c in calls.items() if c > 1)
-    return shapes, in_shapes, capture, activation, reused
+    return shapes, in_shapes, capture, activation, positions
 
 
 def _kind(module: nn.Module) -> str:
@@ -173,38 +181,41 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
     Raises
     ------
     ValueError
-        When the model cannot be run or traced at ``input_shape``, or uses a
-        module twice (shared weights cannot be given two widths).
+        When the model cannot be run or traced at ``input_shape``, naming
+        the layer and what the user can do.
+
+    A parameter-free module called several times (one ``nn.ReLU`` per ResNet
+    block) is fine; a module with parameters used in several places keeps
+    one width for all of them (torch-pruning couples its uses) and its
+    FLOPs count every call.
     """
     import torch_pruning as tp
 
     model.eval()
     input_shape = tuple(int(s) for s in input_shape)
-    shapes, in_shapes, capture, activation, reused = _trace_shapes(model, input_shape)
-    if reused:
-        raise ValueError(
-            f"module '{reused[0]}' is called more than once per forward pass; "
-            "itpl cannot give shared layers separate widths"
-        )
+    shapes, in_shapes, capture, activation, call_positions = _trace_shapes(model, input_shape)
     try:
+        coupling.tolerate_unmapped_reshapes()
         with torch.enable_grad():
             dg = tp.DependencyGraph().build_dependency(
                 model, torch.zeros(1, *input_shape), verbose=False
             )
     except Exception as exc:
         raise ValueError(
-            f"cannot trace the model's channel dependencies: {type(exc).__name__}: {exc}"
+            f"cannot trace the model's channel dependencies: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0]}; itpl needs a forward pass that torch-pruning "
+            "can trace from one tensor input (no data-dependent branching on values)"
         ) from None
+    unmapped = getattr(dg, "itpl_unmapped", set())
     names = {m: n for n, m in model.named_modules()}
-    sinks = [m for m, node in dg.module2node.items() if isinstance(m, nn.Module)
-             and m in names and not node.outputs]
+    sinks = coupling.output_layers(dg, names)  # the network's output width is never pruned
 
     order = {n: i for i, n in enumerate(shapes)}  # execution order of the trace
 
     def first_use(grp):
         return min(order.get(names.get(it.dep.target.module), len(order)) for it in grp.items)
 
-    tp_groups = sorted(dg.get_all_groups(ignored_layers=sinks), key=first_use)
+    tp_groups = sorted(coupling.all_groups(dg, sinks), key=first_use)
     groups: list[Group] = []
     # per (module name, "in"/"out"): {group index: channels of that dim in the group}
     terms: dict[tuple[str, str], dict[int, int]] = {}
@@ -218,6 +229,9 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             items.append((names[module], module, side, len(item.idxs)))
         if any(_kind(m) == "grouped" for _, m, _, _ in items):
             continue  # grouped convs change channels per group: left unpruned
+        if any(coupling.permutes(item.dep.target.module) or item.dep.target.module in unmapped
+               for item in tp_group.items):
+            continue  # channels reordered (ShuffleNet's shuffle): torch-pruning cannot follow
         index = len(groups)
         members = sorted((n for n, m, side, _ in items
                           if side == "out" and isinstance(m, _CONV + (nn.Linear,))),
@@ -245,11 +259,11 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
         out_shape = shapes[name]
         if kind in ("conv", "depthwise", "grouped"):
             in_full, out_full = module.in_channels, module.out_channels
-            positions = math.prod(out_shape[2:])
+            positions = call_positions[name]  # every call of a shared conv costs
             kernel = math.prod(module.kernel_size)
         elif kind == "linear":
             in_full, out_full = module.in_features, module.out_features
-            positions = math.prod(out_shape[1:-1])  # tokens of a (n, ..., features) input
+            positions = call_positions[name]  # tokens of a (n, ..., features) input, all calls
             kernel = 1
         else:
             in_full = out_full = out_shape[1] if len(out_shape) > 1 else 1
@@ -264,7 +278,8 @@ def analyze(model: nn.Module, input_shape) -> ModelGraph:
             if kind == "other" and out_dim.coefs and fixed:
                 raise ValueError(
                     f"layer '{name}' ({type(module).__name__}) has parameters in a prunable "
-                    "channel group that itpl does not know how to count"
+                    "channel group that itpl does not know how to count; replace it with a "
+                    "standard layer (conv, linear, norm, activation) to prune this model"
                 )
         layers.append(Layer(
             name=name, kind=kind, in_dim=in_dim, out_dim=out_dim, positions=positions,

@@ -19,17 +19,23 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, path: str, stage=None) -> None:
     from itpl.fileio import staged_outputs
 
-    with staged_outputs() as stage:
+    if stage is not None:
         fig.savefig(stage.path(path), dpi=120, bbox_inches="tight", format="png")
+        return
+    with staged_outputs() as own:
+        fig.savefig(own.path(path), dpi=120, bbox_inches="tight", format="png")
 
 
-def write_plots(result, folder: str) -> list[str]:
-    """Write ``nhsic.png`` and ``widths.png`` into ``folder``; return their paths."""
+def write_plots(result, folder: str, stage=None) -> list[str]:
+    """Write ``nhsic.png`` and ``widths.png`` into ``folder``; return their paths.
+
+    With ``stage`` (:func:`itpl.fileio.staged_outputs`) they appear together
+    with the stage's other files, or not at all.
+    """
     plt = _pyplot()
-    os.makedirs(folder, exist_ok=True)
     imp, plan = result.importance, result.plan
     paths = []
 
@@ -41,7 +47,7 @@ def write_plots(result, folder: str) -> list[str]:
     ax.set_xlabel("layer")
     ax.set_ylabel("layer")
     paths.append(os.path.join(folder, "nhsic.png"))
-    _save(fig, paths[-1])
+    _save(fig, paths[-1], stage)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(plan.groups)), 4))
@@ -54,6 +60,6 @@ def write_plots(result, folder: str) -> list[str]:
                  f"{plan.budget['predicted'] / plan.budget['full']:.0%} of unpruned")
     ax.legend()
     paths.append(os.path.join(folder, "widths.png"))
-    _save(fig, paths[-1])
+    _save(fig, paths[-1], stage)
     plt.close(fig)
     return paths

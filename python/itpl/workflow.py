@@ -6,7 +6,6 @@ the allocation with the zero-importance one and writes the outputs.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -276,17 +275,22 @@ def prune_model(
     )
 
 
-def save_result(result: PruneResult, prefix: str) -> tuple[str, str]:
-    """Write ``PREFIX.pt`` (pruned state_dict) and ``PREFIX.plan.json``, atomically together."""
-    from itpl.fileio import staged_outputs
+def save_result(result: PruneResult, prefix: str, plot: str | None = None) -> tuple[str, str]:
+    """Write ``PREFIX.pt`` (pruned state_dict) and ``PREFIX.plan.json`` and, with
+    ``plot``, the figures into that folder: all together or none."""
+    from itpl.fileio import check_prefix, dump_json, staged_outputs
 
+    check_prefix(prefix, "output prefix")
     weights_path, plan_path = f"{prefix}.pt", f"{prefix}.plan.json"
     result.plan.weights = os.path.basename(weights_path)
     with staged_outputs() as stage:
+        if plot:
+            from itpl.plot import write_plots
+
+            write_plots(result, plot, stage)
         torch.save(result.model.state_dict(), stage.path(weights_path))
         with open(stage.path(plan_path), "w") as f:
-            json.dump(result.plan.to_dict(), f, indent=1)
-            f.write("\n")
+            dump_json(result.plan.to_dict(), f)
     return weights_path, plan_path
 
 

@@ -60,7 +60,11 @@ def build(name: str, **kwargs) -> nn.Module:
             f"unknown model '{name}'; built-in models are {', '.join(sorted(BUILTIN))}, "
             "or pass package.module:factory"
         ) from None
-    return spec.factory(**kwargs)
+    try:
+        return spec.factory(**kwargs)
+    except (TypeError, ValueError) as exc:  # an unknown keyword or a value of the wrong type
+        args = " ".join(f"--model-arg {k}={v}" for k, v in kwargs.items())
+        raise ValueError(f"model '{name}' does not accept {args}: {exc}") from None
 
 
 __all__ = ["BUILTIN", "ModelSpec", "build"]
