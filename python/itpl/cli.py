@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -41,46 +42,27 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _positive(text: str) -> int:
-    """An integer >= 1, checked while parsing so no command starts work it cannot finish."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _number(kind, low: float, words: str, *, above: bool = False):
+    """An argparse type: a finite ``kind`` >= ``low`` (> with ``above``), checked
+    while parsing so no command starts work it cannot finish; NaN is refused
+    (a NaN threshold would pass every comparison)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise argparse.ArgumentTypeError(f"{text} must be {words}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
-
-
-def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    """A finite number >= 0 (a NaN threshold would pass every comparison)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
-    return value
+_positive = _number(int, 1, "at least 1")
+_nonnegative = _number(int, 0, "0 or more")
+_positive_float = _number(float, 0, "a positive number", above=True)
+_nonnegative_float = _number(float, 0, "a finite number, 0 or more")
 
 
 def _scales(text: str) -> tuple[float, ...]:
