@@ -227,7 +227,7 @@ def test_prune_to_a_latency_budget_and_verify(profile_file, tmp_path, capsys):
     kept = [s["ratio"] for s in r["steps"] if s["predicted"] == b["predicted"]]
     timed = [s["ratio"] for s in r["steps"]]
     under = [m for m in timed if m <= 0.6]
-    safe = [m for m in under if m <= 0.985 * 0.6] or under  # a margin under the budget first
+    safe = [m for m in under if m <= 0.97 * 0.6] or under  # a margin under the budget first
     assert r["met"] == bool(under)
     assert (max(safe) if safe else min(timed)) in kept
     assert r["steps"][0]["goal"] == pytest.approx(0.6 * b["unpruned_ms"])

@@ -24,9 +24,10 @@ from itpl.timing import Spread, Timer
 
 # The goal is corrected towards AIM x the target, and a candidate measured between
 # (AIM - CLOSE_ENOUGH) and (AIM + CLOSE_ENOUGH) x the target ends the search: a
-# margin under the budget, since --verify's own rounds scatter by about 1-2%.
-AIM = 0.97
-CLOSE_ENOUGH = 0.015
+# margin under the budget, since two timing sessions of the same model disagree by
+# up to 2-3% (at 0.97, --verify read one MobileNetV2 at 54.8% for a 54% budget).
+AIM = 0.95
+CLOSE_ENOUGH = 0.02
 
 
 @dataclass
