@@ -14,7 +14,8 @@ converted network, resized to width configurations
 timed and the layer sums mapped onto those times. Further configurations,
 random and solver-like, never used in the fit, validate the prediction.
 
-Every timing is a ratio to a small reference model timed beside it (:mod:`itpl.timing`),
+Every timing is a ratio to a reference model timed beside it (:mod:`itpl.timing`): the
+unpruned network for whole models, one small 1x1 conv for the layers,
 so a device that changes speed during the run does not bend the profile. Each
 is appended to a cache file as soon as it is measured (:mod:`itpl.profile_runs`),
 so an interrupted profile resumes where it stopped, with no sample taken twice.
@@ -65,7 +66,7 @@ class Profile:
         Per profiled layer: name, shape key, fit columns and coefficients (ms
         per channel), samples, relative RMS error of the fit.
     samples : list of dict
-        Every micro-model timing: key, ratios to the reference per round, ms.
+        Every micro-model timing: key, ratios to the layer reference per round, ms.
     calibration : dict
         Width configurations with measured whole-model ms, and the fitted
         offset and per-term scales (:func:`itpl.profile_fit.calibrate`).
@@ -73,9 +74,10 @@ class Profile:
         ``random`` and ``solver`` (solver-like) width configurations never
         used in the fit, with measured and predicted ms and error shares.
     reference : dict
-        The reference model's timings over the run (:class:`itpl.timing.Spread`):
-        ``ms`` is what every ratio was multiplied by, ``relative`` how much
-        the device's speed moved; ``unpruned_ms`` the unpruned network's time.
+        The unpruned network's timings as the reference of the whole models
+        (:class:`itpl.timing.Spread`): ``ms`` is what their ratios were
+        multiplied by (the unpruned latency every budget is a ratio of),
+        ``relative`` how much the device's speed moved during the run.
     matrix : numpy.ndarray
         T over ``[1, alpha]``, in ms.
     seconds : float
@@ -214,9 +216,10 @@ def profile_model(
 ) -> Profile:
     """Measure a network's latency model on ``device``.
 
-    Every timing is a ratio to a small reference model (one 1x1 conv) timed
-    beside it (:mod:`itpl.timing`); the profile's milliseconds are those
-    ratios times the median of all the reference's bursts in the run.
+    Every timing is a ratio to a reference timed beside it (:mod:`itpl.timing`):
+    whole models to the unpruned network, layers to one small 1x1 conv. The
+    profile's milliseconds are whole-model ratios times the median of all the
+    unpruned network's bursts in the run.
 
     Parameters
     ----------
@@ -302,7 +305,8 @@ def profile_model(
         unique = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
         sampler.run(unique, "layers")
 
-        # Layer sums per calibration term, in units of the reference's time.
+        # Layer sums per calibration term, in units of the layer reference's time;
+        # the calibration's scales carry them into the unpruned network's.
         forms = [np.zeros((len(widths) + 1,) * 2) for _ in TERMS]
         layer_records = []
         for layer, shape, cols, points in layer_points:
