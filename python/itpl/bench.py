@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 
 from itpl.devices.base import Device
-from itpl.timing import Relative, Timer
+from itpl.timing import UNSTABLE_ADVICE, Relative, Timer, median_interval
 
 FORMAT = "itpl.bench/2"
 # --compare: a slowdown counts only when a one-sided Mann-Whitney test gives p below this.
@@ -68,15 +69,13 @@ def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, th
             got = []
         spread = timer.spread()
         references[str(batch)] = {"model": reference_label, **spread.to_dict()}
-        base_samples = timer.reference_ms
-        rows.append(_row(reference_label, batch, reference_label, Relative([1.0] * len(got[0].ratios))
-                         if got else Relative([1.0]), spread.ms, base_samples))
+        done = len(got[0].ratios) if got else 1
+        rows.append(_row(reference_label, batch, reference_label, Relative([1.0] * done),
+                         spread.ms, timer.reference_ms))
         for (label, _), rel in zip(others, got):
             rows.append(_row(label, batch, reference_label, rel, spread.ms,
                              [r * spread.ms for r in rel.ratios]))
         if progress:
-            import sys
-
             print(f"batch {batch}: {len(present)} models timed in "
                   f"{len(got[0].ratios) if got else rounds} rounds", file=sys.stderr)
     return {"format": FORMAT, "device": device.facts(threads), "references": references,
@@ -86,7 +85,7 @@ def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, th
 def _row(label, batch, reference, rel: Relative, reference_ms: float, samples) -> dict:
     lo, hi = rel.interval() if len(rel.ratios) > 1 else (rel.ratio, rel.ratio)
     if label == reference:  # its milliseconds are its own bursts
-        lo_ms, hi_ms = _interval_of(samples)
+        lo_ms, hi_ms = median_interval(samples)
     else:
         lo_ms, hi_ms = lo * reference_ms, hi * reference_ms
     return {"model": label, "batch": batch, "median_ms": rel.ratio * reference_ms,
@@ -94,12 +93,6 @@ def _row(label, batch, reference, rel: Relative, reference_ms: float, samples) -
             "ratios": list(rel.ratios),
             "rounds": len(rel.ratios), "reference": reference, "ratio": rel.ratio,
             "speedup": 1 / rel.ratio, "speedup_low": 1 / hi, "speedup_high": 1 / lo}
-
-
-def _interval_of(samples) -> tuple[float, float]:
-    from itpl.timing import median_interval
-
-    return median_interval(samples)
 
 
 def format_table(result: dict) -> str:
@@ -132,8 +125,6 @@ def format_table(result: dict) -> str:
     wide = [r for r in result["results"] if r["model"] != r["reference"]
             and (r["speedup_high"] - r["speedup_low"]) / 2 > 0.03 * r["speedup"]]
     if wide:
-        from itpl.timing import UNSTABLE_ADVICE
-
         lines.append(f"warning: {len(wide)} speedups are known only within more than +-3%: "
                      f"{UNSTABLE_ADVICE}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from itpl.timing import Spread, Timer
+from itpl.timing import UNSTABLE_ADVICE, Spread, Timer
 
 
 @dataclass
@@ -59,8 +59,6 @@ class Verification:
                 f"{self.unpruned_now.relative:.0%})")
         lo_hi = (hi - lo) / 2 / self.ratio
         if lo_hi > 0.03:
-            from itpl.timing import UNSTABLE_ADVICE
-
             text += f" [warning: the ratio is only known within +-{lo_hi:.0%}: {UNSTABLE_ADVICE}]"
         if self.met is None:
             return text
