@@ -1,22 +1,13 @@
 """Quality benchmark: do importance-driven widths beat simpler allocations?
 
-Data (made here, deterministically, no download): "shapes10", 10 classes of
-32 x 32 colour images: disk, ring, square, triangle, plus, five-point star,
-bar (3:1 rectangle), L, half-disk and crescent. Each image draws, from a
-generator seeded by its index:
-
-- background: two colours blended along a random linear gradient, plus a
-  sinusoidal texture of random frequency, direction and phase;
-- a smaller distractor shape (20-35% of the image) of a random class, in a
-  colour halfway to the background's;
-- over them the labelled shape, filled with a random colour (at least 0.4 away
-  from the background's mean in RGB), scaled to 40-75% of the image, rotated
-  by any angle, centred anywhere that keeps most of it inside;
-- Gaussian pixel noise (sigma 0.07 to 0.16).
+Data: shapes10 (:mod:`itpl.shapes10`: 10 classes of 32 x 32 shapes on
+textured backgrounds, made here, deterministically, no download).
 
 An unpruned ResNet-20 (or, with ``--model vgg16-quarter``, VGG-16 at a
 quarter of its width: 16 to 128 channels, 20M multiply-accumulates) is trained
-on it (SGD, cosine schedule, 12 epochs at a peak learning rate of 0.04). Then
+on it (SGD, cosine schedule, 12 epochs at a peak learning rate of 0.04; for
+ResNet-20 at the default settings the weights shipped in
+``examples/resnet20-shapes10.pt`` are read instead, ``--train-base`` trains). Then
 at two budgets (by default; ``--budgets``), 50% of its FLOPs and 60% of its
 latency on the local CPU (1 thread), five allocations are pruned from the
 same trained model (channels kept by L1 norm) and fine-tuned the same way (2
@@ -61,7 +52,7 @@ zero-importance allocation's, at both budgets.
     python bench/quality.py [--model resnet20|vgg16-quarter] [--seeds 3] [--train 6000]
                             [--test 5000] [--epochs 12] [--ft-epochs 2]
                             [--budgets flops:0.5,latency:0.6] [--allocations default,uniform,...]
-                            [--base-cache FILE] [--json out.json]
+                            [--base-cache FILE] [--train-base] [--json out.json]
 """
 
 from __future__ import annotations
@@ -77,7 +68,6 @@ import numpy as np
 import torch
 
 from itpl.cost import build_cost
-from itpl.data import LabelledData
 from itpl.devices import get_device
 from itpl.fileio import write_json
 from itpl.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
@@ -88,86 +78,16 @@ from itpl.profile import profile_model
 from itpl.profile_runs import WholeModels
 from itpl.timing import Timer
 from itpl.prune import pruned_copy
+from itpl.shapes10 import SIZE, make_shapes10
 from itpl.solve import allowed_widths, solve
 from itpl.workflow import Budget, prune_model
 
-CLASSES = ["disk", "ring", "square", "triangle", "plus", "star", "bar", "L", "half-disk",
-           "crescent"]
-SIZE = 32
 # Models the bench can train: label -> (built-in name, constructor arguments).
 MODELS = {
     "resnet20": ("resnet20", {"num_classes": 10}),
     "vgg16-quarter": ("vgg16", {"num_classes": 10, "config": [
         16, 16, "M", 32, 32, "M", 64, 64, 64, "M", 128, 128, 128, "M", 128, 128, 128]}),
 }
-
-
-def _inside(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Mask of shape ``kind`` in its own frame (unit scale, centred at 0)."""
-    r = np.hypot(u, v)
-    theta = np.arctan2(v, u)
-    if kind == 0:
-        return r < 1
-    if kind == 1:
-        return (r < 1) & (r > 0.6)
-    if kind == 2:
-        return (np.abs(u) < 0.8) & (np.abs(v) < 0.8)
-    if kind == 3:
-        return (v > -0.6) & (v < 1.1 - 1.9 * np.abs(u) * 0.95)
-    if kind == 4:
-        return ((np.abs(u) < 0.3) & (np.abs(v) < 1)) | ((np.abs(v) < 0.3) & (np.abs(u) < 1))
-    if kind == 5:
-        return r < 0.45 + 0.55 * np.abs(np.cos(2.5 * theta)) ** 3
-    if kind == 6:
-        return (np.abs(u) < 1) & (np.abs(v) < 0.33)
-    if kind == 7:
-        return ((u > -0.8) & (u < -0.3) & (np.abs(v) < 0.9)) | \
-            ((v > 0.4) & (v < 0.9) & (u > -0.8) & (u < 0.7))
-    if kind == 8:
-        return (r < 1) & (v > 0)
-    return (r < 1) & (np.hypot(u - 0.45, v) > 0.75)
-
-
-def make_shapes10(n: int, seed: int) -> LabelledData:
-    """``n`` images of shapes10 and their labels, from ``seed`` (see the docstring)."""
-    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
-    ys, xs = (ys + 0.5) / SIZE * 2 - 1, (xs + 0.5) / SIZE * 2 - 1
-    images = np.empty((n, 3, SIZE, SIZE), np.float32)
-    labels = np.empty(n, np.int64)
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        label = i % 10
-        a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
-        g = np.cos(rng.uniform(0, 2 * np.pi)) * xs + np.sin(rng.uniform(0, 2 * np.pi)) * ys
-        w = (g - g.min()) / (np.ptp(g) + 1e-9)
-        img = a[:, None, None] * (1 - w) + b[:, None, None] * w
-        f, d, p = rng.uniform(2, 8), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
-        img += rng.uniform(0.03, 0.12) * np.sin(f * (np.cos(d) * xs + np.sin(d) * ys) + p)
-        mean_bg = img.mean(axis=(1, 2))
-        for kind, scale, colour in _shapes(rng, label, mean_bg):
-            cx, cy = rng.uniform(-1 + scale * 0.7, 1 - scale * 0.7, 2)
-            t = rng.uniform(0, 2 * np.pi)
-            u = (np.cos(t) * (xs - cx) + np.sin(t) * (ys - cy)) / scale
-            v = (-np.sin(t) * (xs - cx) + np.cos(t) * (ys - cy)) / scale
-            mask = _inside(kind, u, v)
-            img[:, mask] = colour[:, None]
-        img += rng.normal(0, rng.uniform(0.07, 0.16), img.shape)
-        images[i] = ((img - 0.5) / 0.25).astype(np.float32)
-        labels[i] = label
-    return LabelledData(torch.from_numpy(images), torch.from_numpy(labels), list(CLASSES))
-
-
-def _shapes(rng, label, mean_bg):
-    """(kind, scale, colour): a distractor first, then the labelled shape on top."""
-    def colour(min_distance):
-        while True:
-            c = rng.uniform(0, 1, 3)
-            if np.linalg.norm(c - mean_bg) >= min_distance:
-                return c
-
-    distractor = (int(rng.integers(0, 10)), rng.uniform(0.2, 0.35),
-                  0.5 * mean_bg + 0.5 * colour(0.3))
-    return [distractor, (label, rng.uniform(0.4, 0.75), colour(0.4))]
 
 
 # --- allocations -----------------------------------------------------------------
@@ -310,22 +230,46 @@ def time_interleaved(graph, device, widths_list, rounds=5):
     return {w: g.ratio * ms for w, g in zip(models, got)}
 
 
-def train_base(args, train, val):
-    """The unpruned model, trained here or read from ``--base-cache``."""
+# The trained unpruned model shipped for make demo: this bench's recipe (12 epochs
+# at 0.04 on the default 6000 training images), run through `itpl finetune`.
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                       "resnet20-shapes10.pt")
+
+
+class Progress:
+    """One line per fine-tuning epoch and per stage, with the time so far: a run
+    never goes silent for more than one epoch (about half a minute here)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{(time.perf_counter() - self.start) / 60:5.1f} min] {text}", flush=True)
+
+    def epochs(self, stage: str, total: int):
+        return lambda row: self(f"{stage}: epoch {row['epoch']}/{total}, val top-1 "
+                                f"{row['val_top1']:.1%}")
+
+
+def train_base(args, train, val, progress):
+    """The unpruned model: shipped, trained here, or read from ``--base-cache``."""
     torch.manual_seed(0)
     name, kwargs = MODELS[args.model]
     model = build(name, **kwargs)
-    cached = bool(args.base_cache and os.path.exists(args.base_cache))
-    if cached:  # the trained unpruned model of an earlier run with the same settings
-        model.load_state_dict(torch.load(args.base_cache, weights_only=True))
+    defaults = (args.model, args.train, args.epochs, args.lr) == ("resnet20", 6000, 12, 0.04)
+    source = (args.base_cache if args.base_cache and os.path.exists(args.base_cache) else
+              SHIPPED if defaults and not args.train_base and os.path.exists(SHIPPED) else None)
+    if source:  # the trained unpruned model of an earlier run with the same settings
+        model.load_state_dict(torch.load(source, weights_only=True))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             base = FinetuneConfig(epochs=args.epochs, batch_size=64, lr=args.lr, warmup_epochs=1)
-            finetune(model, train, val, base, os.path.join(tmp, "base"), progress=False)
+            finetune(model, train, val, base, os.path.join(tmp, "base"), progress=False,
+                     on_epoch=progress.epochs(f"training the unpruned {args.model}", args.epochs))
             model.load_state_dict(torch.load(os.path.join(tmp, "base.pt"), weights_only=True))
         if args.base_cache:
             torch.save(model.state_dict(), args.base_cache)
-    return model, cached
+    return model, source
 
 
 def main(argv=None) -> dict:
@@ -349,18 +293,21 @@ def main(argv=None) -> dict:
     p.add_argument("--base-cache", metavar="FILE",
                    help="keep the trained unpruned model here and reuse it on later runs "
                         "(same --train/--epochs/--lr only: nothing checks that)")
+    p.add_argument("--train-base", action="store_true",
+                   help="train the unpruned ResNet-20 here (5-6 min) instead of loading "
+                        "examples/resnet20-shapes10.pt, trained by the same recipe")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
-    start = time.perf_counter()
+    progress = Progress()
+    start = progress.start
     train, val = make_shapes10(args.train, 0), make_shapes10(args.val, 1)
     test = make_shapes10(args.test, 2)
     print(f"shapes10: {len(train)} train / {len(val)} val / {len(test)} test images made in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
-    model, cached = train_base(args, train, val)
+    model, base_from = train_base(args, train, val, progress)
     unpruned = evaluate(model, test)["top1"]
-    print(f"unpruned {args.model}: test top-1 {unpruned:.1%} after {args.epochs} epochs"
-          f"{' (cached)' if cached else ''} "
-          f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+    progress(f"unpruned {args.model}: test top-1 {unpruned:.1%} after {args.epochs} epochs"
+             f"{f' (read from {os.path.relpath(base_from)})' if base_from else ''}")
 
     device = get_device("local")
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
@@ -369,6 +316,7 @@ def main(argv=None) -> dict:
     if any(kind == "latency" for kind, _ in args.budgets):
         # Multiples of 8, not the CPU's 32-channel tile: at 16/32/64 channels a
         # tile of 32 would leave almost nothing to allocate.
+        progress("profiling the local CPU")
         profile = profile_model(graph, device, name=source.name, kwargs=source.kwargs,
                                 round_to=8)
     budgets = {
@@ -383,6 +331,7 @@ def main(argv=None) -> dict:
         for name, (budget, cost, prof) in budgets.items():
             rows, pruned = {}, {}
             for seed in range(args.seeds):
+                progress(f"{name}, seed {seed}: importance and allocations")
                 allocs = allocations(model, source, train.images, cost, budget, seed,
                                      profile=prof, device=device if prof is not None else None,
                                      keep=args.allocations)
@@ -397,14 +346,16 @@ def main(argv=None) -> dict:
                     m, after_prune = copy.deepcopy(pruned[key][0]), pruned[key][1]
                     cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=64, lr=args.ft_lr,
                                          warmup_epochs=0.3, seed=seed)
-                    finetune(m, train, val, cfg, os.path.join(tmp, "ft"), progress=False)
+                    finetune(m, train, val, cfg, os.path.join(tmp, "ft"), progress=False,
+                             on_epoch=progress.epochs(f"{name}, seed {seed}, fine-tuning "
+                                                      f"{label}", args.ft_epochs))
                     m.load_state_dict(torch.load(os.path.join(tmp, "ft.pt"), weights_only=True))
                     r = rows.setdefault(label, {"pruned": [], "tuned": [], "widths": []})
                     r["pruned"].append(after_prune)
                     r["tuned"].append(evaluate(m, test)["top1"])
                     r["widths"].append(list(widths))
-                print(f"{name}, seed {seed}: done ({time.perf_counter() - start:.0f} s so far)",
-                      flush=True)
+                progress(f"{name}, seed {seed}: done")
+            progress(f"{name}: timing the pruned models beside the unpruned one")
             ms = time_interleaved(graph, device, [w for r in rows.values() for w in r["widths"]])
             base_ms = ms[tuple(graph.widths)]
             print(f"\n{name} (unpruned {unpruned:.1%}, {base_ms:.3f} ms; {args.seeds} seeds, "
