@@ -14,7 +14,13 @@ Work per child: a ResNet-20 training step at batch 128 (32 x 32, SGD; median of
 
 Bar (issue 23): the itpl training step within 1.5x of the tuned one.
 
-    python bench/bench_memory.py [--rounds 2] [--json out.json]
+``--stages`` times the CLI's long stages instead, each a ``python -m itpl``
+process with ``ITPL_KEEP_MEMORY=0`` and without, in turn (wall time and the
+process's peak RSS): importance (``prune`` of MobileNetV1 on 128 images; the
+bar of its RSS is 4 GB), fine-tuning (1 epoch of ResNet-20 on 2000 shapes10
+images), export (MobileNetV1) and profiling (ResNet-20 at 32 x 32).
+
+    python bench/bench_memory.py [--rounds 2] [--stages] [--json out.json]
 """
 
 from __future__ import annotations
@@ -62,19 +68,92 @@ SETTINGS = {
 
 
 def run(extra: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD], env=_clean_env(extra),
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _clean_env(extra: dict) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("ITPL_KEEP_MEMORY", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    env.update(extra)
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**env, **extra}
+
+
+def stage_commands(tmp: str) -> dict[str, list[str]]:
+    """The long stages as CLI argument lists; their inputs are made in ``tmp``."""
+    from itpl.shapes10 import write_splits
+
+    data = os.path.join(tmp, "shapes10")
+    write_splits(data, {"train": 2000, "val": 500, "test": 1})
+    r20 = ["resnet20", "--model-arg", "num_classes=10"]
+    return {
+        "importance (prune MobileNetV1, 128 images)":
+            ["prune", "--model", "mobilenet_v1", "--flops-ratio", "0.5", "--samples", "128",
+             "--beta-scales", "1", "-q", "-o", os.path.join(tmp, "p")],
+        "fine-tuning (ResNet-20, 1 epoch of 2000)":
+            ["finetune", *r20, "--data", data, "--epochs", "1", "-q", "-o",
+             os.path.join(tmp, "ft")],
+        "export (MobileNetV1)": ["export", "mobilenet_v1", "-o", os.path.join(tmp, "m.tflite")],
+        "profile (ResNet-20, 32 x 32)":
+            ["profile", "--model", *r20, "--round-to", "8", "-q", "-o",
+             os.path.join(tmp, "r.profile.json")],
+    }
+
+
+def run_stage(argv: list[str], extra: dict) -> dict:
+    import time
+
+    import tempfile
+
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:  # a pipe could fill and stall the child
+        proc = subprocess.Popen([sys.executable, "-m", "itpl", *argv], env=_clean_env(extra),
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"itpl {' '.join(argv)} failed: {err.read().strip()[-300:]}")
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def stages(rounds: int) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="itpl-mem-") as tmp:
+        commands = stage_commands(tmp)
+        got = {stage: {"default": [], "itpl": []} for stage in commands}
+        for r in range(rounds):
+            for stage, argv in commands.items():
+                for name in ("default", "itpl"):
+                    got[stage][name].append(run_stage(argv, SETTINGS[name]))
+                    print(f"round {r + 1}: {stage}, {name}: {got[stage][name][-1]}", flush=True)
+    print(f"\n{'stage':<44} {'default':>9} {'itpl':>9} {'speedup':>8} {'peak RSS default/itpl':>22}")
+    summary = {}
+    for stage, rows in got.items():
+        med = {name: {k: statistics.median(v[k] for v in runs) for k in runs[0]}
+               for name, runs in rows.items()}
+        summary[stage] = {**med, "speedup": med["default"]["seconds"] / med["itpl"]["seconds"]}
+        print(f"{stage:<44} {med['default']['seconds']:>7.1f} s {med['itpl']['seconds']:>7.1f} s "
+              f"{summary[stage]['speedup']:>7.2f}x {med['default']['peak_rss_mb']:>10.0f} / "
+              f"{med['itpl']['peak_rss_mb']:.0f} MB")
+    return {"stages": got, "summary": summary}
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--stages", action="store_true",
+                   help="time the CLI's long stages (importance, fine-tuning, export, profile)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.stages:
+        report = stages(args.rounds)
+        if args.json:
+            from itpl.fileio import write_json
+
+            write_json(args.json, report)
+        return report
     results = {name: [] for name in SETTINGS}
     for r in range(args.rounds):
         for name, extra in SETTINGS.items():
