@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S python3 -S
 """Stand-in for TFLite's benchmark_model on the loopback phone (tests/adb_peer.py).
 
 It takes the real tool's flags (--graph, --num_threads, --warmup_runs,
@@ -14,11 +14,24 @@ real tool prints (layouts and their sources: itpl/devices/benchmark_output.py):
 --enable_op_profiling=true adds the op profile; with XNNPACK the whole model
 is one delegate node, as the real tool shows it. Unknown flags and a missing
 model fail as the tool does.
+
+Start-up like a native binary's: the real tool starts in milliseconds, while a
+Python process that imports LiteRT takes 0.3-0.8 s here, more than the bursts
+it times. So the first run also starts a zygote (as Android starts apps): a
+process that has imported LiteRT and NumPy, listens on a Unix socket named
+after this file's contents, and forks a child per later run, which takes the
+caller's argv, environment (ITPL_*), folder and CPU affinity and writes to the
+caller's socket. The caller relays the output and the exit status. The zygote
+exits after 60 s unused; ITPL_STANDIN_ZYGOTE=0 runs every call in its own
+process.
 """
 
 import os
 import sys
 import time
+
+ZYGOTE_IDLE_S = 60
+_EXIT = b"\0itpl-exit:"
 
 
 def main(argv):
@@ -111,5 +124,114 @@ def main(argv):
     return 0
 
 
+def _socket_path() -> str:
+    import hashlib  # no tempfile: its import costs more than the rest of the caller
+
+    with open(os.path.abspath(__file__), "rb") as f:
+        key = hashlib.sha1(f.read() + sys.executable.encode()).hexdigest()[:12]
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"itpl-standin-{os.getuid()}-{key}.sock")
+
+
+def _via_zygote(argv) -> int | None:
+    """Run ``argv`` in a child of the zygote, starting one if there is none;
+    None when none came up."""
+    import json
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for attempt in range(300):
+        try:
+            sock.connect(_socket_path())
+            break
+        except OSError:
+            if attempt == 0:
+                _start_zygote()
+            time.sleep(0.05)
+    else:
+        return None
+    request = {"argv": argv, "cwd": os.getcwd(), "cpus": sorted(os.sched_getaffinity(0)),
+               "env": {k: v for k, v in os.environ.items() if k.startswith("ITPL_")}}
+    with sock:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        out = b"".join(iter(lambda: sock.recv(65536), b""))  # a few KB
+    cut = out.rfind(_EXIT)
+    os.write(1, out[:cut] if cut >= 0 else out)
+    sys.stdout.flush()
+    return int(out[cut + len(_EXIT):].strip() or 1) if cut >= 0 else 1  # no status: killed
+
+
+def _serve(path: str) -> None:
+    """The zygote: import the heavy modules once, then fork a child per request."""
+    import json
+    import signal
+    import socket
+    import traceback
+
+    import numpy  # noqa: F401  (imported once here, shared by every child)
+    from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(path + f".{os.getpid()}")  # bound aside, then renamed: never half there
+        os.replace(path + f".{os.getpid()}", path)
+    except OSError:
+        return
+    server.listen(16)
+    server.settimeout(ZYGOTE_IDLE_S)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children reap themselves
+    while True:
+        try:
+            conn, _ = server.accept()
+        except socket.timeout:
+            break
+        if os.fork() != 0:
+            conn.close()
+            continue
+        server.close()
+        code = 1
+        try:
+            request = json.loads(conn.makefile("rb").readline())
+            os.chdir(request["cwd"])
+            for key in [k for k in os.environ if k.startswith("ITPL_")]:
+                del os.environ[key]  # the caller's, not the zygote's start-up values
+            os.environ.update(request["env"])
+            os.sched_setaffinity(0, request["cpus"])
+            os.dup2(conn.fileno(), 1)
+            os.dup2(conn.fileno(), 2)
+            code = main(request["argv"])
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
+                conn.sendall(_EXIT + f"{code}\n".encode())
+            except OSError:
+                pass
+            os._exit(0)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _start_zygote() -> None:
+    """A detached zygote, with site-packages (this caller may run without them)."""
+    import subprocess
+
+    subprocess.Popen([sys.executable, os.path.abspath(__file__), "--itpl-zygote"],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--itpl-zygote"]:
+        _serve(_socket_path())
+        sys.exit(0)
+    if os.environ.get("ITPL_STANDIN_ZYGOTE", "1") != "0":
+        status = _via_zygote(sys.argv[1:])
+        if status is not None:
+            sys.exit(status)
+    if sys.flags.no_site:  # started by the shebang's -S: LiteRT needs site-packages
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
     sys.exit(main(sys.argv[1:]))
