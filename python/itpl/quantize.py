@@ -23,6 +23,7 @@ data and checked (:func:`export_int8`).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,8 @@ def quantize_file(float_path: str, out_path: str, batches: np.ndarray) -> None:
         raise ValueError("calibration data holds NaN or Inf")
     rules = recipe_manager.RecipeManager()
     rules.load_quantization_recipe(recipe.static_wi8_ai8())
-    with _captured_fds():  # the runtime and the quantizer print progress and warnings
+    with _captured_fds(), warnings.catch_warnings():  # progress bars, notes, warnings
+        warnings.simplefilter("ignore")
         calib = calibrator.Calibrator(float_path, num_threads=1,
                                       qsv_update_func=qsv_utils.min_max_update)
         calib.calibrate({key: [{sig["inputs"][0]: b} for b in batches]}, rules)
