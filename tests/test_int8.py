@@ -190,7 +190,7 @@ def test_int8_budget_is_verified_on_an_int8_export(int8_profile, data_file, tmp_
                              "--latency-ratio", "0.6", "--profile", int8_profile, "--verify",
                              "--data", data_file, "--samples", "32", "-o", prefix, "-q")
     assert code == 0, err
-    assert "verified int8 on local" in stdout
+    assert "verified on local (int8, 1 thread" in stdout
     with open(prefix + ".plan.json") as f:
         budget = json.load(f)["budget"]
     assert budget["precision"] == "int8" and budget["verified"]["precision"] == "int8"

@@ -52,7 +52,7 @@ class Verification:
     def line(self, budget: dict) -> str:
         """The console report, given the plan's budget record."""
         lo, hi = self.interval
-        text = (f"verified {self.precision} on {self.device_name} ({self.threads} thread"
+        text = (f"verified on {self.device_name} ({self.precision}, {self.threads} thread"
                 f"{'s' if self.threads != 1 else ''}, batch {self.batch}), {self.rounds} rounds "
                 f"beside the unpruned model: {self.ratio:.1%} of its latency (95% CI "
                 f"{lo:.1%}-{hi:.1%}), {1 / self.ratio:.2f}x faster; now {self.ms_now:.3f} ms vs "
