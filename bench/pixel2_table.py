@@ -39,7 +39,7 @@ from itpl.devices import get_device
 from itpl.export import export_tflite
 from itpl.fileio import write_json
 from itpl.models.source import ModelSource
-from itpl.profile import measure_channel_tile
+from itpl.profile_runs import measure_channel_tile
 from itpl.quantize import quantize_for_timing
 from itpl.workflow import Budget, prune_model
 
