@@ -14,8 +14,16 @@ Widths are multiples of the device's channel tile (measured first, as
 to. At multiples of 8 this CPU's 283M model reached only 1.75x: widths between
 tiles cost the time of the next tile.
 
+int8 rows (unless ``--no-int8``): each fp32 file quantized to full int8
+(:func:`itpl.quantize.quantize_for_timing`: random calibration inputs, which
+set the scales but not the time), timed in the same interleaved run, so every
+row's speedup is against the fp32 baseline; a second table gives the pruned
+int8 models against the int8 baseline (ratios of speedups from the same
+rounds). The widths are the fp32 tile's; ``--round-to`` sets another.
+
     python bench/pixel2_table.py [--threads 2] [--device local | adb:HOST:PORT] [--max-seconds 10]
-                                 [--models mobilenet_v1] [--round-to N] [--json out.json]
+                                 [--models mobilenet_v1] [--round-to N] [--no-int8]
+                                 [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from itpl.devices import get_device
 from itpl.export import export_tflite
 from itpl.fileio import write_json
 from itpl.models.source import ModelSource
-from itpl.profile import measure_channel_tile
+from itpl.profile_runs import measure_channel_tile
+from itpl.quantize import quantize_for_timing
 from itpl.workflow import Budget, prune_model
 
 # Table 3 of the paper (Pixel 2 CPU, ms at batch 1 / 4 / 8)
@@ -54,6 +63,7 @@ def main(argv=None) -> dict:
     p.add_argument("--round-to", type=int,
                    help="width multiple of the pruned models (default: the device's channel "
                         "tile, measured first as itpl profile does)")
+    p.add_argument("--no-int8", action="store_true", help="fp32 rows only")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     torch.manual_seed(0)  # built-in models start from random weights: fix them, fix the widths
@@ -78,6 +88,14 @@ def main(argv=None) -> dict:
                 files = {b: export_tflite(model, shape, os.path.join(tmp, f"{label}-{b}.tflite"),
                                           batch=b).path for b in BATCHES}
                 models.append((label, files))
+            if not args.no_int8:
+                int8 = []
+                for label, files in models:
+                    for b, path in files.items():
+                        quantize_for_timing(path, f"{path[:-7]}-int8.tflite")
+                    int8.append((f"{label} int8", {b: f"{f[:-7]}-int8.tflite"
+                                                   for b, f in files.items()}))
+                models += int8
             result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds)
             print(bench.format_table(result))
             paper_rows = list(rows.values())
@@ -87,6 +105,13 @@ def main(argv=None) -> dict:
                 theirs = [paper_rows[0][i] / paper[i] for i in range(3)]
                 print(f"{label:<34}{' / '.join(f'{v:.2f}' for v in ours):>24}"
                       f"{' / '.join(f'{v:.2f}' for v in theirs):>28}")
+            if not args.no_int8:
+                speed = {(r["model"], r["batch"]): r["speedup"] for r in result["results"]}
+                base = f"{models[0][0]} int8"
+                print(f"{'int8 speedup vs int8 baseline':<34}{'b1/b4/b8':>24}")
+                for label, _ in models[len(rows) + 1:]:
+                    ours = [speed[label, b] / speed[base, b] for b in BATCHES]
+                    print(f"{label:<34}{' / '.join(f'{v:.2f}' for v in ours):>24}")
             print()
             report["models"][name] = result
     if args.json:

@@ -95,13 +95,26 @@ def _row(label, batch, reference, rel: Relative, reference_ms: float, samples) -
             "speedup": 1 / rel.ratio, "speedup_low": 1 / hi, "speedup_high": 1 / lo}
 
 
+def add_precisions(result: dict, files: dict[str, dict[int, str]]) -> None:
+    """Record each row's precision (fp32, int8, or mixed) from its model's file."""
+    from itpl.quantize import precision_of
+
+    for r in result["results"]:
+        try:
+            r["precision"] = precision_of(files[r["model"]][r["batch"]])
+        except (KeyError, ValueError):
+            r["precision"] = "mixed"
+
+
 def format_table(result: dict) -> str:
     """Rows: models; columns: batch sizes; cells: median ms and speedup vs the first model
     with its 95% interval; then how much each reference moved."""
     batches = sorted({r["batch"] for r in result["results"]})
     labels = list(dict.fromkeys(r["model"] for r in result["results"]))
     cell = {(r["model"], r["batch"]): r for r in result["results"]}
-    width = max(12, max(len(lbl) for lbl in labels))
+    kinds = {r["model"]: r.get("precision") for r in result["results"]}
+    shown = {lbl: f"{lbl} [{kinds[lbl]}]" if kinds.get(lbl) else lbl for lbl in labels}
+    width = max(12, max(len(lbl) for lbl in shown.values()))
     facts = result["device"]
     col = 30
     lines = [f"device: {facts.get('device')} ({facts.get('cpu', facts.get('model', '?'))}), "
@@ -118,7 +131,7 @@ def format_table(result: dict) -> str:
             else:
                 speed = f" {r['speedup']:.2f}x [{r['speedup_low']:.2f}-{r['speedup_high']:.2f}]"
                 parts.append(f"{r['median_ms']:>10.2f} ms{speed:>{col - 13}}")
-        lines.append(f"{label:<{width}}" + "".join(parts))
+        lines.append(f"{shown[label]:<{width}}" + "".join(parts))
     for b, ref in sorted(result.get("references", {}).items(), key=lambda kv: int(kv[0])):
         lines.append(f"batch {b}: {ref['model']} moved {ref['relative']:.0%} (10-90% of "
                      f"{ref['bursts']} bursts); speedups are ratios within rounds, 95% intervals")

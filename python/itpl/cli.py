@@ -157,15 +157,18 @@ def _device(args, spec: str, cpu_mask: str | None = None):
 
 def _prune_profile(args, budget, prefix):
     """(profile or a function making one, device) for itpl prune's latency options."""
-    from itpl.profile import check_device, read_profile
+    from itpl.profile import check_device, check_precision, read_profile
 
     device = _device(args, args.device) if args.device else None
     if budget.kind != "latency":
-        if args.profile:
-            raise ValueError("--profile goes with --latency-ms or --latency-ratio")
+        if args.profile or args.quantize:
+            raise ValueError(f"{'--profile' if args.profile else '--quantize'} goes with "
+                             "--latency-ms or --latency-ratio")
         return None, device
     if args.profile:
         profile = read_profile(args.profile)
+        if args.quantize:
+            check_precision(profile, args.quantize, where=f"profile '{args.profile}'")
         if device is None and args.verify:  # verify where the profile was measured
             where = profile.device.get("connection") or profile.device.get("device", "local")
             device = _device(args, where, profile.device.get("cpu_mask"))
@@ -181,7 +184,8 @@ def _prune_profile(args, budget, prefix):
 
         path = f"{prefix}.profile.json"
         made = _profile_to(args, graph, device, path, threads=args.latency_threads or 1,
-                           round_to=args.round_to, alpha_min=args.alpha_min)
+                           round_to=args.round_to, alpha_min=args.alpha_min,
+                           precision=args.quantize or "fp32")
         if not args.quiet:
             print("\n".join(summary_lines(made) + [f"wrote {path}"]), file=sys.stderr)
         return made
@@ -202,7 +206,8 @@ def _verify(args, result, device) -> str:
     unpruned, _ = load_model(_source(args), args.weights, args.input_shape)
     b = result.plan.budget
     checked = verify_latency(result.model, unpruned, result.graph.input_shape, device,
-                             threads=threads, batch=batch, budget=b)
+                             threads=threads, batch=batch, budget=b,
+                             dtype=profile.precision if profile else "fp32")
     b["verified"] = checked.to_dict()
     return checked.line(b)
 
@@ -233,6 +238,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         args, graph, device, output, threads=args.threads, batch=args.batch, grid=args.grid,
         round_to=args.round_to, alpha_min=args.alpha_min, calibrate=args.calibrate,
         validate=args.validate, seed=args.seed, rounds=args.rounds,
+        precision=args.quantize or "fp32",
     )
     if args.json:
         print(json.dumps({k: v for k, v in profile.to_dict().items() if k != "samples"}, indent=1))
@@ -304,12 +310,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from itpl.export import export_tflite
     from itpl.workflow import load_any
 
+    from itpl.cli_int8 import check_export_args, export_int8_files
+
+    check_export_args(args)
     model, shape, label = load_any(args.model, args.weights, args.input_shape, dict(args.model_arg))
     from itpl.fileio import staged_outputs
 
     lines = []
     with staged_outputs() as stage:  # all batch files appear together, or none
+        if args.quantize == "int8":
+            lines = export_int8_files(args, model, shape, _export_paths(args.output, args.batch),
+                                      stage)
         for batch, path in _export_paths(args.output, args.batch).items():
+            if args.quantize:
+                break
             r = export_tflite(model, shape, stage.path(path), batch=batch)
             lines.append(f"wrote {path}: batch {batch}, max |tflite - torch| = "
                          f"{r.max_abs_diff:.2e}, {r.relative_diff:.1e} of the output's scale "
@@ -359,6 +373,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 models[i] = (f"{label}#{seen[label]}", files)
         result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds,
                                     progress=sys.stderr.isatty())
+        bench.add_precisions(result, dict(models))
     print(bench.format_table(result))
     if args.json:
         from itpl.fileio import write_json
@@ -405,6 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_args(prune)
     prune.add_argument("--latency-threads", type=_positive, metavar="N",
                        help="interpreter threads the latency is for (default: the profile's, or 1)")
+    prune.add_argument("--quantize", choices=["int8"],
+                       help="a latency budget for the int8 model: with --profile, the profile "
+                            "must be int8 (it is used as such without this flag too); with "
+                            "--device and no profile, profile int8 models")
     prune.add_argument("--verify", action="store_true",
                        help="export the pruned model and time it on the device (predicted vs measured)")
     prune.add_argument("--no-refine", action="store_true",
@@ -474,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--rounds", type=_positive, default=3,
                       help="timing rounds per sample beside the reference (default 3; up to 3x "
                            "as many where they disagree)")
+    prof.add_argument("--quantize", choices=["int8"],
+                      help="int8: time full-integer int8 models (layers, channel tile, whole "
+                           "models) for int8 latency budgets; the profile records its precision")
     prof.add_argument("--json", action="store_true", help="print the profile (without samples) as JSON")
     prof.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     prof.set_defaults(func=_cmd_profile)
@@ -496,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--weights", help="state_dict (default: the plan's weights)")
     export.add_argument("--model-arg", action="append", type=_model_arg, default=[], metavar="KEY=VALUE")
     export.add_argument("--input-shape", type=_shape, metavar="C,H,W")
+    from itpl.cli_int8 import add_export_args
+
+    add_export_args(export, _positive, _positive_float)
     export.set_defaults(func=_cmd_export)
 
     bench = sub.add_parser("bench", help="time models at batch 1/4/8 on a device")

@@ -95,6 +95,7 @@ class Profile:
     reference: dict = field(default_factory=dict)
     seconds: float = 0.0
     groups: list[dict] = field(default_factory=list)
+    precision: str = "fp32"  # of the models timed: "fp32" or "int8"
     resumed: int = 0  # samples this run took from the cache (not saved)
 
     def cost(self) -> QuadraticCost:
@@ -118,8 +119,12 @@ class Profile:
         try:
             fields = {k: d[k] for k in ("model", "device", "settings", "layers", "samples",
                                         "calibration", "validation", "reference")}
+            precision = d.get("precision", "fp32")  # profiles before int8 were fp32
+            if precision not in ("fp32", "int8"):
+                raise ValueError(f"unknown precision {precision!r}")
             return cls(**fields, matrix=np.asarray(d["matrix"], dtype=np.float64),
-                       seconds=float(d.get("seconds", 0.0)), groups=d.get("groups", []))
+                       seconds=float(d.get("seconds", 0.0)), groups=d.get("groups", []),
+                       precision=precision)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where} is damaged: {type(exc).__name__}: {exc}") from None
 
@@ -176,6 +181,14 @@ def check_profile(profile: Profile, graph: ModelGraph, where: str = "the profile
             f"run itpl profile on this model")
 
 
+def check_precision(profile: Profile, precision: str, where: str = "the profile") -> None:
+    """Refuse a profile timed at another precision (int8 and fp32 latencies differ)."""
+    if profile.precision != precision:
+        flag = "--quantize int8" if precision == "int8" else "without --quantize"
+        raise ValueError(f"{where} holds {profile.precision} latencies, not {precision}; "
+                         f"profile {flag}")
+
+
 def check_device(profile: Profile, facts: dict | None = None, threads: int | None = None,
                  where: str = "the profile") -> None:
     """Refuse a profile measured on another device or with another thread count."""
@@ -212,6 +225,7 @@ def profile_model(
     seed: int = 0,
     cache: str | None = None,
     rounds: int = 3,
+    precision: str = "fp32",
     progress: bool = False,
 ) -> Profile:
     """Measure a network's latency model on ``device``.
@@ -250,6 +264,9 @@ def profile_model(
         Cache file; samples already in it are not measured again.
     rounds : int
         Timing rounds per sample (more where they disagree by over 3%).
+    precision : str
+        ``"fp32"`` or ``"int8"``: the precision of every model timed (layers,
+        tile probes, whole models), recorded in the profile.
     progress : bool
         Progress bars.
     """
@@ -268,13 +285,14 @@ def profile_model(
     fp = fingerprint(graph)
     # Identity facts only: a phone's wireless-debugging port may change between runs.
     store = SampleCache(cache, {"cache": CACHE_FORMAT, "fingerprint": fp,
-                                "device": {k: facts.get(k) for k in IDENTITY}, "batch": batch})
+                                "device": {k: facts.get(k) for k in IDENTITY}, "batch": batch}
+                        | ({"precision": precision} if precision != "fp32" else {}))
     with tempfile.TemporaryDirectory(prefix="itpl-whole-") as tmp:
-        models = WholeModels(graph, batch, tmp)
+        models = WholeModels(graph, batch, tmp, precision)
         # A reference much shorter than a burst: its median over many invocations
         # is robust where one invocation of the whole network is often interrupted.
         reference = os.path.join(tmp, "reference.tflite")
-        write_micro(reference, PROBES[0], 128, 128, batch)
+        write_micro(reference, PROBES[0], 128, 128, batch, precision)
         sampler = Sampler(Timer(device, reference, threads=threads, seed=seed), "layer", store,
                           rounds=rounds, progress=progress)
         # Whole models beside the unpruned one: a network's time tracks another
@@ -282,7 +300,7 @@ def profile_model(
         # They are few and are what the profile is judged on: 2%, not 3%.
         whole = Sampler(Timer(device, models.base, threads=threads, seed=seed), "unpruned",
                         store, rounds=rounds, precision=0.02, progress=progress)
-        tile = probe_tile(sampler, batch)
+        tile = probe_tile(sampler, batch, precision)
         round_to = round_to or tile
         lows = [allowed_widths(w, alpha_min, round_to)[0] for w in widths]
 
@@ -297,7 +315,7 @@ def profile_model(
             for ci, co in layer_grid(layer, widths, lows, grid, alpha_min, round_to):
                 key = f"{shape.key}/n{n}/{ci}>{co}"
                 points.append((ci, co, key))
-                jobs.append((key, lambda p, s=shape, a=ci, b=co, n=n: write_micro(p, s, a, b, n)))
+                jobs.append((key, lambda p, s=shape, a=ci, b=co, n=n: write_micro(p, s, a, b, n, precision)))
             layer_points.append((layer, shape, columns(layer), points))
         unique = list(dict(jobs).items())  # a shape shared by layers is timed once
         # Shuffled, so a device that drifts slowly adds noise to every part of
@@ -365,6 +383,7 @@ def profile_model(
             "imprecise": sampler.imprecise + whole.imprecise,
             "timed": sampler.timed + whole.timed},
         matrix=ms * matrix, seconds=time.perf_counter() - start, resumed=store.resumed,
+        precision=precision,
     )
     return profile
 
@@ -397,7 +416,7 @@ def summary_lines(profile: Profile) -> list[str]:
     micro = len(profile.samples)
     whole = len(c["widths"]) + sum(len(part["widths"]) for part in v.values())
     lines = [
-        f"profiled {profile.model['name']} on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
+        f"profiled {profile.model['name']} ({profile.precision}) on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
         f"{d.get('threads')} thread{'s' if d.get('threads') != 1 else ''}, batch {s['batch']}): "
         f"{len(profile.layers)} layers, {micro} layer models, {whole} whole models in "
         f"{profile.seconds:.0f} s" + (f" ({profile.resumed} samples from the cache)"

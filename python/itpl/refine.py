@@ -79,7 +79,7 @@ def refine_on_device(graph, solve_for: Callable[[float], Allocation], budget, pr
     target = target_ratio(budget, profile)
     full_ms = float(profile.reference["ms"])
     with tempfile.TemporaryDirectory(prefix="itpl-refine-") as tmp:
-        models = WholeModels(graph, profile.settings["batch"], tmp)
+        models = WholeModels(graph, profile.settings["batch"], tmp, profile.precision)
         timer = Timer(device, models.base, threads=profile.device["threads"])
         path = os.path.join(tmp, "candidate.tflite")
 

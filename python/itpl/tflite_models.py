@@ -97,7 +97,19 @@ class _Writer:
     def finish(self, inputs, outputs) -> bytes:
         self.graph.inputs, self.graph.outputs = list(inputs), list(outputs)
         self.model.subgraphs = [self.graph]
+        # A signature as litert-torch writes one: the int8 quantizer calibrates through it.
+        sig = tfl.SignatureDefT()
+        sig.signatureKey, sig.subgraphIndex = "serving_default", 0
+        sig.inputs = [_tensor_map(f"args_{k}", i) for k, i in enumerate(inputs)]
+        sig.outputs = [_tensor_map(f"output_{k}", i) for k, i in enumerate(outputs)]
+        self.model.signatureDefs = [sig]
         return _pack(self.model)
+
+
+def _tensor_map(name: str, index: int):
+    m = tfl.TensorMapT()
+    m.name, m.tensorIndex = name, index
+    return m
 
 
 def _pack(model) -> bytes:
@@ -253,6 +265,8 @@ def resize_model(model, channels: list[tuple[int, int]], seed: int = 0) -> bytes
         for k, i in enumerate(op.inputs):
             if i in constant and i in used:
                 t = copy.copy(tensors[i])
+                name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or "")
+                t.name = f"{name}_itpl_copy{len(tensors)}"  # names stay unique (the quantizer asks)
                 buf = tfl.BufferT()
                 buf.data = model.buffers[t.buffer].data
                 t.buffer = len(model.buffers)

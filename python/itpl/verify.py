@@ -31,6 +31,7 @@ class Verification:
     batch: int
     device: dict
     device_name: str = "device"
+    precision: str = "fp32"  # of the two files timed
     met: bool | None = None  # None for budgets that are not latency
     budget_ratio: float | None = None  # the latency budget as a ratio of the unpruned model
     profile_unpruned_ms: float | None = None  # where an ms budget was set
@@ -39,7 +40,7 @@ class Verification:
         d = {"ratio": self.ratio, "interval": list(self.interval), "rounds": self.rounds,
              "unpruned_now": self.unpruned_now.to_dict(), "pruned_ms_now": self.ms_now,
              "threads": self.threads, "batch": self.batch, "device": self.device,
-             "met": self.met, "budget_ratio": self.budget_ratio}
+             "met": self.met, "budget_ratio": self.budget_ratio, "precision": self.precision}
         if self.profile_unpruned_ms is not None:
             d["pruned_ms_at_profile"] = self.ratio * self.profile_unpruned_ms
         return d
@@ -51,7 +52,7 @@ class Verification:
     def line(self, budget: dict) -> str:
         """The console report, given the plan's budget record."""
         lo, hi = self.interval
-        text = (f"verified on {self.device_name} ({self.threads} thread"
+        text = (f"verified on {self.device_name} ({self.precision}, {self.threads} thread"
                 f"{'s' if self.threads != 1 else ''}, batch {self.batch}), {self.rounds} rounds "
                 f"beside the unpruned model: {self.ratio:.1%} of its latency (95% CI "
                 f"{lo:.1%}-{hi:.1%}), {1 / self.ratio:.2f}x faster; now {self.ms_now:.3f} ms vs "
@@ -72,7 +73,7 @@ class Verification:
 
 def verify_latency(pruned, unpruned, input_shape, device, *, threads: int = 1, batch: int = 1,
                    budget: dict | None = None, rounds: int = 10,
-                   precision: float = 0.01) -> Verification:
+                   precision: float = 0.01, dtype: str = "fp32") -> Verification:
     """Export both models and time the pruned one as a ratio to the unpruned one.
 
     Parameters
@@ -90,16 +91,26 @@ def verify_latency(pruned, unpruned, input_shape, device, *, threads: int = 1, b
     rounds, precision
         Rounds at least, and the 95% interval's half-width (relative) that
         ends the timing early; see :meth:`itpl.timing.Timer.measure`.
+    dtype : str
+        ``"fp32"``, or ``"int8"`` to time both models quantized (on random
+        calibration inputs: int8 latency does not depend on the scales).
     """
     from itpl.export import export_tflite
+    from itpl.quantize import check_precision, quantize_for_timing
 
+    check_precision(dtype)
     with tempfile.TemporaryDirectory(prefix="itpl-verify-") as tmp:
-        paths = [export_tflite(m, input_shape, os.path.join(tmp, f"{name}.tflite"), batch=batch).path
-                 for name, m in (("unpruned", unpruned), ("pruned", pruned))]
+        paths = []
+        for name, m in (("unpruned", unpruned), ("pruned", pruned)):
+            path = os.path.join(tmp, f"{name}.tflite")
+            export_tflite(m, input_shape, f"{path}.fp32" if dtype == "int8" else path, batch=batch)
+            if dtype == "int8":
+                quantize_for_timing(f"{path}.fp32", path)
+            paths.append(path)
         timer = Timer(device, paths[0], threads=threads)
         got = timer.measure(paths[1:], rounds=rounds, max_rounds=4 * rounds, precision=precision)[0]
     result = Verification(got.ratio, got.interval(), len(got.ratios), timer.spread(), threads,
-                          batch, device.facts(threads), device.name)
+                          batch, device.facts(threads), device.name, dtype)
     if budget and budget.get("kind") == "latency":
         result.profile_unpruned_ms = float(budget["unpruned_ms"])
         result.budget_ratio = (float(budget["ratio"]) if budget.get("set_as") == "ratio"

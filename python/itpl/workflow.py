@@ -250,8 +250,8 @@ def prune_model(
         model=source.name, model_kwargs=dict(source.kwargs), input_shape=list(shape),
         budget={"kind": budget.kind, "value": target, "unit": cost.unit,
                 "full": full_cost, "predicted": allocation.cost,
-                **({"device": profile.device, "batch": profile.settings["batch"]}
-                   if budget.kind == "latency" else {}),
+                **({"device": profile.device, "batch": profile.settings["batch"],
+                    "precision": profile.precision} if budget.kind == "latency" else {}),
                 "set_as": "ratio" if budget.ratio is not None else budget.kind_unit,
                 **({"ratio": budget.ratio} if budget.ratio is not None else {}),
                 **({"unpruned_ms": profile.reference["ms"],
@@ -305,6 +305,9 @@ def summary_lines(result: PruneResult) -> list[str]:
     b = plan.budget
     fmt = (lambda v: f"{v:.3f}") if cost.kind == "latency" else format_amount
     refined = b.get("refined")
+    if b.get("precision") == "int8":
+        lines.append("latency of the int8 model (an int8 profile): export it with "
+                     "itpl export PLAN --quantize int8 --data CALIB")
     if not refined:
         lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
                      f"{cost.unit} (budget {fmt(b['value'])}, "
