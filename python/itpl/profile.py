@@ -41,7 +41,7 @@ from itpl.profile_fit import grid as layer_grid
 from itpl.profile_fit import configurations, layer_shape, rows, solver_like, term_of
 from itpl.profile_runs import (CACHE_FORMAT, PROBES, SampleCache, Sampler, WholeModels,
                                compute_layers, probe_tile, write_micro)
-from itpl.solve import allowed_widths
+from itpl.widths import allowed_widths
 from itpl.timing import UNSTABLE_ADVICE, Spread, Timer
 
 FORMAT = "itpl.profile/2"

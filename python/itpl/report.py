@@ -1,0 +1,51 @@
+"""The console report of a pruning run: one row per group, totals, the beta check
+and what importance changed against the zero-importance widths."""
+
+from __future__ import annotations
+
+from itpl.cost import format_amount
+
+
+def summary_lines(result) -> list[str]:
+    """The console report: one row per group, then totals and the zero-importance comparison."""
+    plan, cost = result.plan, result.cost
+    lines = [f"{'group':>5}  {'root layer':<28} {'full':>6} {'kept':>6} {'importance':>10} "
+             f"{'zero-imp':>8} {'moved':>6}"]
+    for i, g in enumerate(plan.groups):
+        lines.append(f"{i:>5}  {g.root[-28:]:<28} {g.full:>6} {g.kept:>6} {g.importance:>10.4f} "
+                     f"{g.zero_importance_kept:>8} {g.kept - g.zero_importance_kept:>+6}")
+    b = plan.budget
+    fmt = (lambda v: f"{v:.3f}") if cost.kind == "latency" else format_amount
+    refined = b.get("refined")
+    if not refined:
+        lines.append(f"{cost.kind}: {fmt(b['full'])} -> {fmt(b['predicted'])} "
+                     f"{cost.unit} (budget {fmt(b['value'])}, "
+                     f"{b['predicted'] / b['full']:.1%} of unpruned)")
+    else:  # the budget is in measured ratios; the profile's numbers are predictions
+        lines.append(f"{cost.kind} predicted by the profile: {fmt(b['full'])} -> "
+                     f"{fmt(b['predicted'])} {cost.unit} ({b['predicted'] / b['full']:.1%})")
+        last = min((s for s in refined["steps"] if s["predicted"] == b["predicted"]),
+                   key=lambda s: s["ratio"])
+        lines.append(f"timed {len(refined['steps'])} candidates beside the unpruned model: "
+                     f"{last['ratio']:.1%} of its latency, budget {refined['target_ratio']:.1%} "
+                     f"({b['value']:.3f} of {b['unpruned_ms']:.3f} ms in the profile)"
+                     + ("" if refined["met"] else ": NOT MET, the fastest candidate is kept"))
+    moved = result.channels_moved
+    baseline = "zero importance"
+    if plan.settings.get("objective") == "log":
+        baseline = ("equal importance" if plan.settings.get("rounding") == "exact"
+                    else "uniform scaling (zero importance)")
+    check = plan.settings.get("beta_check")
+    if check:
+        kl = ", ".join(f"x{s:g} {k:.3f}" for s, k in zip(check["scales"], check["kl"]))
+        lines.append(f"beta {plan.settings['beta']:.4g} (x{check['chosen_scale']:g} the default): "
+                     f"its widths kept the outputs closest to the unpruned model's "
+                     f"(KL on {check['samples']} images: {kl})")
+    if moved:
+        lines.append(f"importance moved {moved} channels across "
+                     f"{sum(1 for m in result.moved if m)} groups vs {baseline}")
+    else:
+        lines.append(f"importance moved nothing: {baseline} gives the same widths")
+    if result.importance.dead:
+        lines.append(f"constant (dead) layers, importance 0: {', '.join(result.importance.dead)}")
+    return lines
