@@ -8,8 +8,8 @@ import json
 import sys
 
 from itpl.cli_args import (DEVICE_HELP, EXIT_OK, add_device_args, add_model_args,
-                           default_prefix, device, nonnegative, positive, positive_float,
-                           progress, scales, source)
+                           default_prefix, device, flag_message, nonnegative, positive,
+                           positive_float, progress, scales, source)
 
 
 def _budget(args):
@@ -95,13 +95,13 @@ def _prune_profile(args, budget, prefix):
                          "(from itpl profile) or --device local to profile first")
 
     def make(graph):
-        from itpl.profile import summary_lines
+        from itpl.report import profile_lines
 
         path = f"{prefix}.profile.json"
         made = _profile_to(args, graph, dev, path, threads=args.latency_threads or 1,
                            round_to=args.round_to, alpha_min=args.alpha_min)
         if not args.quiet:
-            print("\n".join(summary_lines(made) + [f"wrote {path}"]), file=sys.stderr)
+            print("\n".join(profile_lines(made) + [f"wrote {path}"]), file=sys.stderr)
         return made
 
     return make, dev
@@ -134,13 +134,13 @@ def _profile_to(args, graph, dev, path, **options):
                               progress=progress(args), **options)
     for warning in (tile_warning(profile), stability_warning(profile)):
         if warning:
-            print(f"itpl: warning: {warning}", file=sys.stderr)
+            print(f"itpl: warning: {flag_message(warning, args.flags)}", file=sys.stderr)
     return profile
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from itpl.graph import analyze
-    from itpl.profile import summary_lines
+    from itpl.report import profile_lines
     from itpl.workflow import load_model
 
     model, shape = load_model(source(args), args.weights, args.input_shape)
@@ -155,7 +155,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in profile.to_dict().items() if k != "samples"}, indent=1))
     else:
-        print("\n".join(summary_lines(profile) + [f"wrote {output}"]))
+        print("\n".join(profile_lines(profile) + [f"wrote {output}"]))
     return EXIT_OK
 
 

@@ -153,7 +153,7 @@ def tile_warning(profile: Profile) -> str | None:
     tile, round_to = profile.settings["channel_tile"], profile.settings["round_to"]
     if round_to % tile:
         return (f"this device computes channels in tiles of {tile}; widths in multiples of "
-                f"{round_to} waste time between tiles (try --round-to {tile})")
+                f"{round_to} waste time between tiles (try `round_to` {tile})")
     return None
 
 
@@ -181,7 +181,7 @@ def check_device(profile: Profile, facts: dict | None = None, threads: int | Non
     """Refuse a profile measured on another device or with another thread count."""
     if threads is not None and profile.device.get("threads") != threads:
         raise ValueError(f"{where} was measured with {profile.device.get('threads')} threads, "
-                         f"not {threads}; profile again with --threads {threads}")
+                         f"not {threads}; profile again with `threads` {threads}")
     for key in IDENTITY if facts is not None else ():
         if profile.device.get(key) != facts.get(key):
             raise ValueError(f"{where} was measured on another device ({key}: "
@@ -388,29 +388,3 @@ def stability_warning(profile: Profile) -> str | None:
                 f"{3 * profile.settings.get('rounds', 3)} rounds (the reference's time "
                 f"moved {ref['relative']:.0%} during the run); {UNSTABLE_ADVICE}")
     return None
-
-
-def summary_lines(profile: Profile) -> list[str]:
-    """The console report of a profile."""
-    s, v, c, d, r = (profile.settings, profile.validation, profile.calibration, profile.device,
-                     profile.reference)
-    micro = len(profile.samples)
-    whole = len(c["widths"]) + sum(len(part["widths"]) for part in v.values())
-    lines = [
-        f"profiled {profile.model['name']} on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
-        f"{d.get('threads')} thread{'s' if d.get('threads') != 1 else ''}, batch {s['batch']}): "
-        f"{len(profile.layers)} layers, {micro} layer models, {whole} whole models in "
-        f"{profile.seconds:.0f} s" + (f" ({profile.resumed} samples from the cache)"
-                                      if profile.resumed else ""),
-        f"channel tile {s['channel_tile']}: widths are multiples of {s['round_to']}",
-        f"unpruned: measured {c['measured_ms'][0]:.3f} ms, predicted {profile.cost().full():.3f} "
-        f"ms; the reference moved {r['relative']:.0%} (10-90%) over the run",
-    ]
-    for kind, label in (("random", "random"), ("solver", "solver-like")):
-        part = v.get(kind) or {}
-        if part.get("widths"):
-            lines.append(f"validation ({len(part['widths'])} {label} width configurations): "
-                         f"{part['within_10pct']:.0%} within 10%, {part['within_5pct']:.0%} within "
-                         f"5% of measured (largest error {part['max_rel_error']:.1%}, mean "
-                         f"{part['mean_signed_error']:+.1%})")
-    return lines

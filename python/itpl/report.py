@@ -1,5 +1,5 @@
-"""The console report of a pruning run: one row per group, totals, the beta check
-and what importance changed against the zero-importance widths."""
+"""Console reports: of a pruning run (one row per group, totals, the beta check and
+what importance changed against the zero-importance widths) and of a profile."""
 
 from __future__ import annotations
 
@@ -48,4 +48,30 @@ def summary_lines(result) -> list[str]:
         lines.append(f"importance moved nothing: {baseline} gives the same widths")
     if result.importance.dead:
         lines.append(f"constant (dead) layers, importance 0: {', '.join(result.importance.dead)}")
+    return lines
+
+
+def profile_lines(profile) -> list[str]:
+    """The console report of a profile."""
+    s, v, c, d, r = (profile.settings, profile.validation, profile.calibration, profile.device,
+                     profile.reference)
+    micro = len(profile.samples)
+    whole = len(c["widths"]) + sum(len(part["widths"]) for part in v.values())
+    lines = [
+        f"profiled {profile.model['name']} on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
+        f"{d.get('threads')} thread{'s' if d.get('threads') != 1 else ''}, batch {s['batch']}): "
+        f"{len(profile.layers)} layers, {micro} layer models, {whole} whole models in "
+        f"{profile.seconds:.0f} s" + (f" ({profile.resumed} samples from the cache)"
+                                      if profile.resumed else ""),
+        f"channel tile {s['channel_tile']}: widths are multiples of {s['round_to']}",
+        f"unpruned: measured {c['measured_ms'][0]:.3f} ms, predicted {profile.cost().full():.3f} "
+        f"ms; the reference moved {r['relative']:.0%} (10-90%) over the run",
+    ]
+    for kind, label in (("random", "random"), ("solver", "solver-like")):
+        part = v.get(kind) or {}
+        if part.get("widths"):
+            lines.append(f"validation ({len(part['widths'])} {label} width configurations): "
+                         f"{part['within_10pct']:.0%} within 10%, {part['within_5pct']:.0%} within "
+                         f"5% of measured (largest error {part['max_rel_error']:.1%}, mean "
+                         f"{part['mean_signed_error']:+.1%})")
     return lines
