@@ -75,7 +75,7 @@ def test_outputs_that_are_not_class_scores_are_refused():
         def forward(self, x):
             return x, x
 
-    with pytest.raises(ValueError, match="pass --beta"):
+    with pytest.raises(ValueError, match="pass `beta`"):
         output_divergence(Pair(), Pair(), torch.randn(4, 3))
 
 
