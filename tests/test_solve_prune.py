@@ -101,7 +101,8 @@ def test_log_objective_tilts_widths_by_importance():
     full = [64, 64, 64, 64, 64]
     cost = _chain_cost(full)
     budget = 0.5 * cost.full()
-    even = solve(np.ones(5), cost, budget, full, allowed=AllowedWidths(round_to=1), objective="log").widths
+    steps_of_one = AllowedWidths(round_to=1)
+    even = solve(np.ones(5), cost, budget, full, allowed=steps_of_one, objective="log").widths
     imp = np.array([1.0, 1.0, 0.4, 1.0, 1.0])
     tilted = solve(imp, cost, budget, full, allowed=AllowedWidths(round_to=1), objective="log")
     assert tilted.widths[2] < even[2] - 4  # the unimportant group gives up channels
@@ -119,8 +120,9 @@ def test_log_objective_shares_out_the_cut_whatever_the_budget():
     imp = np.array([1.0, 1.0, 0.4, 1.0, 1.0])
     shares = []
     for ratio in (0.95, 0.8, 0.5, 0.3):
-        uniform = solve(np.ones(5), cost, ratio * cost.full(), full, allowed=AllowedWidths(round_to=1)).alpha[0]
-        tilted = solve(imp, cost, ratio * cost.full(), full, allowed=AllowedWidths(round_to=1)).alpha
+        ones = AllowedWidths(round_to=1)
+        uniform = solve(np.ones(5), cost, ratio * cost.full(), full, allowed=ones).alpha[0]
+        tilted = solve(imp, cost, ratio * cost.full(), full, allowed=ones).alpha
         shares.append(np.log(tilted) / np.log(uniform))  # each group's cut over uniform's
     shares = np.array(shares)
     # the unimportant group takes a larger share of the cut, by about the same

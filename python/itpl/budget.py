@@ -58,12 +58,16 @@ class Budget:
         """How the budget was given: ``ratio`` or the unit of an absolute value."""
         return "ratio" if self.ratio is not None else self.unit
 
+    def __repr__(self) -> str:
+        given = f"ratio={self.ratio}" if self.ratio is not None else f"{self.value:g}"
+        return f"{type(self).__name__}({given})"
+
     def resolve(self, full: float) -> float:
         """The budget in the cost's unit, ``full`` being the unpruned cost."""
         return self.ratio * full if self.ratio is not None else float(self.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Flops(Budget):
     """Multiply-accumulates of convs and linear layers (the paper's convention).
 
@@ -74,7 +78,7 @@ class Flops(Budget):
     unit: ClassVar[str] = "MACs"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Params(Budget):
     """Parameters: ``Params(2e6)``, ``Params("2M")`` or ``Params(ratio=0.3)``."""
 
@@ -82,7 +86,7 @@ class Params(Budget):
     unit: ClassVar[str] = "params"
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True, init=False, repr=False)
 class Latency(Budget):
     """Latency on a profiled device: ``Latency(ms=15)`` or ``Latency(ratio=0.54)``, a
     ratio of the unpruned model's measured latency. Needs a device profile or a
@@ -102,7 +106,7 @@ class Latency(Budget):
         return self.value
 
     def __repr__(self) -> str:
-        return f"Latency(ratio={self.ratio})" if self.ratio is not None else f"Latency(ms={self.value})"
+        return f"Latency({f'ratio={self.ratio}' if self.ratio is not None else f'ms={self.ms:g}'})"
 
 
 KINDS = {b.kind: b for b in (Flops, Params, Latency)}

@@ -200,7 +200,8 @@ def bench(models, *, device="local", batch=(1, 4, 8), threads: int = 1, rounds: 
         files = []
         for i, (label, model) in enumerate(models.items()):
             if isinstance(model, TFLiteModel):
-                files.append((str(label), {model.batch: model.save(os.path.join(tmp, f"{i}.tflite"))}))
+                path = model.save(os.path.join(tmp, f"{i}.tflite"))
+                files.append((str(label), {model.batch: path}))
             elif isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".tflite"):
                 files.append((str(label), {tflite_batch(os.fspath(model)): os.fspath(model)}))
             else:

@@ -69,6 +69,13 @@ class PruneResult:
         """Sum over groups of |kept - zero-importance kept|."""
         return sum(abs(m) for m in self.moved)
 
+    def __repr__(self) -> str:  # the dataclass's would print the whole model and plan
+        if not self.pruned:
+            return f"PruneResult(pruned=False, budget {self.budget:.6g} {self.cost.unit})"
+        b = self.plan.budget
+        return (f"PruneResult({self.plan.model}: {b['kind']} {b['full']:.6g} -> "
+                f"{b['predicted']:.6g} {b['unit']}, widths {self.plan.widths})")
+
     def save(self, prefix: str, plot: str | None = None) -> tuple[str, str]:
         """Write ``PREFIX.pt`` (weights) and ``PREFIX.plan.json``, all or nothing.
 
