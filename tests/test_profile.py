@@ -327,3 +327,22 @@ def test_a_uniformly_slower_device_changes_no_ratio(profile_file):
     r = got.plan.budget["refined"]
     assert r["reference"]["ms"] > 1.3 * profile.reference["ms"] * 0.5  # it did read slower
     assert all(0.2 < s["ratio"] < 1.0 for s in r["steps"])
+
+
+def test_python_api_profiles_in_memory_and_prunes_to_latency(profile_file, tmp_path):
+    torch = pytest.importorskip("torch")
+    model = ResidualNet()
+    profile = itpl.profile(model, grid=2, calibrate=8, validate=0, rounds=1,
+                           widths=itpl.AllowedWidths(round_to=8))
+    assert profile.model["name"] == "tests.small_models:ResidualNet"
+    assert profile.settings["round_to"] == 8 and not list(tmp_path.iterdir())  # nothing written
+    images = torch.randn(16, 3, 16, 16)
+    result = itpl.prune(model, itpl.Latency(ratio=0.6), profile=profile, data=images,
+                        config=itpl.PruneConfig(beta_scales=(1,)))
+    b = result.plan.budget
+    assert b["kind"] == "latency" and b["set_as"] == "ratio" and "refined" not in b
+    assert b["predicted"] <= b["value"] == pytest.approx(0.6 * profile.reference["ms"])
+    # a profile file of the same structure, by path, serves the same model held in memory
+    by_path = itpl.prune(model, itpl.Latency(ms=0.8 * read_profile(profile_file).reference["ms"]),
+                         profile=profile_file, data=images, config=itpl.PruneConfig(beta_scales=(1,)))
+    assert by_path.plan.budget["set_as"] == "ms"
