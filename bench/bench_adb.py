@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import itpl  # noqa: E402
 from itpl.bench import bench_models  # noqa: E402
 from itpl.data import random_calibration  # noqa: E402
 from itpl.devices.adb import AdbDevice  # noqa: E402
@@ -44,7 +45,7 @@ from itpl.fileio import write_json  # noqa: E402
 from itpl.graph import analyze  # noqa: E402
 from itpl.models.source import ModelSource  # noqa: E402
 from itpl.profile import profile_model  # noqa: E402
-from itpl.workflow import Budget, prune_model  # noqa: E402
+from itpl.workflow import prune_model  # noqa: E402
 from tests.adb_peer import LoopbackPhone  # noqa: E402
 from tests.adb_server_process import DebianAdbServer  # noqa: E402
 
@@ -113,7 +114,7 @@ def main(argv=None) -> dict:
         for name, device in devices.items():
             torch.manual_seed(0)
             budget = args.ratio * profiles[name].calibration["measured_ms"][0]
-            r = prune_model(ModelSource(args.model), Budget("latency", value=budget), data=data,
+            r = prune_model(ModelSource(args.model), itpl.Latency(ms=budget), data=data,
                             profile=profiles[name])
             pruned[name] = r
             report[f"prune_{name}"] = {"widths": r.allocation.widths, "budget_ms": budget,

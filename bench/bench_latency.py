@@ -32,6 +32,7 @@ import time
 
 import torch
 
+import itpl
 from itpl.cli import main as itpl_main
 from itpl.data import random_calibration
 from itpl.devices import get_device
@@ -43,7 +44,7 @@ from itpl.plan import load
 from itpl.profile import profile_model, write_profile
 from itpl.profile_runs import measure_channel_tile
 from itpl.timing import Timer
-from itpl.workflow import Budget, prune_model
+from itpl.workflow import prune_model
 
 SHAPE = (3, 224, 224)
 
@@ -104,8 +105,9 @@ def main(argv=None) -> dict:
             pruned = []
             for ratio in asked:
                 torch.manual_seed(0)
-                pruned.append(prune_model(ModelSource(name), Budget("latency", ratio=ratio),
-                                          data=data, profile=profile, beta_scales=(1,)).model)
+                pruned.append(prune_model(ModelSource(name), itpl.Latency(ratio=ratio),
+                                          data=data, profile=profile,
+                                          config=itpl.PruneConfig(beta_scales=(1,))).model)
             torch.manual_seed(0)
             got, spread = _ratios(device, args.threads, ModelSource(name).build().eval(), pruned,
                                   tmp)

@@ -34,14 +34,15 @@ import tempfile
 
 import torch
 
-from itpl import bench
+import itpl
+from itpl.bench import bench_models, format_table
 from itpl.devices import get_device
 from itpl.export import export_tflite
 from itpl.fileio import write_json
 from itpl.models.source import ModelSource
 from itpl.profile_runs import measure_channel_tile
 from itpl.quantize import quantize_for_timing
-from itpl.workflow import Budget, prune_model
+from itpl.workflow import prune_model
 
 # Table 3 of the paper (Pixel 2 CPU, ms at batch 1 / 4 / 8)
 PAPER = {
@@ -81,8 +82,9 @@ def main(argv=None) -> dict:
                     model, shape = ModelSource(name).build().eval(), (3, 224, 224)
                     label = f"{name} baseline"
                 else:
-                    res = prune_model(ModelSource(name), Budget("flops", value=flops),
-                                      samples=args.samples, round_to=args.round_to)
+                    config = itpl.PruneConfig(samples=args.samples,
+                                              widths=itpl.AllowedWidths(round_to=args.round_to))
+                    res = prune_model(ModelSource(name), itpl.Flops(flops), config=config)
                     model, shape = res.model, (3, 224, 224)
                     label = f"{name} {flops / 1e6:.0f}M ({res.allocation.cost / 1e6:.1f}M)"
                 files = {b: export_tflite(model, shape, os.path.join(tmp, f"{label}-{b}.tflite"),
@@ -96,8 +98,8 @@ def main(argv=None) -> dict:
                     int8.append((f"{label} int8", {b: f"{f[:-7]}-int8.tflite"
                                                    for b, f in files.items()}))
                 models += int8
-            result = bench.bench_models(models, device, threads=args.threads, rounds=args.rounds)
-            print(bench.format_table(result))
+            result = bench_models(models, device, threads=args.threads, rounds=args.rounds)
+            print(format_table(result))
             paper_rows = list(rows.values())
             print(f"{'speedup vs baseline':<34}{'ours b1/b4/b8':>24}{'paper Pixel 2 b1/b4/b8':>28}")
             for (label, _), paper in zip(models[1:], paper_rows[1:]):

@@ -78,9 +78,12 @@ from itpl.profile import profile_model
 from itpl.profile_runs import WholeModels
 from itpl.timing import Timer
 from itpl.prune import pruned_copy
+from itpl.budget import budget_of
+from itpl.config import PruneConfig
 from itpl.shapes10 import SIZE, make_shapes10
-from itpl.solve import allowed_widths, solve
-from itpl.workflow import Budget, prune_model
+from itpl.solve import solve
+from itpl.widths import AllowedWidths, allowed_widths
+from itpl.workflow import prune_model
 
 # Models the bench can train: label -> (built-in name, constructor arguments).
 MODELS = {
@@ -136,23 +139,26 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
     """
     keep = set(ALLOCATIONS.values()) if keep is None else keep
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:256]
-    kw = dict(data=data[pick], profile=profile, alpha_min=alpha_min, round_to=round_to)
+    allowed = AllowedWidths(alpha_min, round_to)
+    kw = dict(data=data[pick], profile=profile)
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "w.pt")
         torch.save(model.state_dict(), weights)
-        default = prune_model(source, budget, weights=weights, **kw)
+        default = prune_model(source, budget, weights=weights, config=PruneConfig(widths=allowed),
+                              **kw)
         check = default.plan.settings["beta_check"]
         print(f"  beta check (seed {seed}): scales {check['scales']}, KL "
               f"{', '.join(f'{k:.3f}' for k in check['kl'])}: x{check['chosen_scale']:g}")
-        debiased = (prune_model(source, budget, weights=weights, debiased=True, **kw)
+        debiased = (prune_model(source, budget, weights=weights,
+                                config=PruneConfig(widths=allowed, debiased=True), **kw)
                     if ALLOCATIONS["debiased"] in keep else None)
     graph = analyze(copy.deepcopy(model), (3, SIZE, SIZE))
     full = graph.widths
     ratios = np.random.default_rng(seed).uniform(alpha_min, 1.0, len(full))
 
     def solver(scores, objective="log"):
-        return lambda goal: solve(scores, cost, goal, full, alpha_min=alpha_min,
-                                  round_to=round_to, objective=objective).widths
+        return lambda goal: solve(scores, cost, goal, full, allowed=allowed,
+                                  objective=objective).widths
 
     solvers = {
         "nHSIC (default)": solver(default.importance.group_mean_importance),
@@ -321,7 +327,7 @@ def main(argv=None) -> dict:
                                 round_to=8)
     budgets = {
         f"{ratio:.0%} {'FLOPs' if kind == 'flops' else kind}": (
-            Budget(kind, ratio=ratio),
+            budget_of(kind, ratio=ratio),
             *((build_cost(graph, "flops"), None) if kind == "flops" else (profile.cost(), profile)))
         for kind, ratio in args.budgets
     }

@@ -50,7 +50,7 @@ def macs(model: nn.Module, shape) -> int:
 def run(name: str, export: bool = True) -> str:
     from itpl.export import export_tflite
     from itpl.models.source import ModelSource
-    from itpl.workflow import Budget, prune_model
+    import itpl
 
     torch.manual_seed(0)
     source = ModelSource(f"torchvision.models:{name}", {})
@@ -60,7 +60,8 @@ def run(name: str, export: bool = True) -> str:
     with torch.no_grad():
         shape_before = tuple(unpruned(x).shape)
     full = macs(unpruned, SHAPE)
-    result = prune_model(source, Budget("flops", ratio=0.5), input_shape=SHAPE, samples=32)
+    result = itpl.prune(source.name, itpl.Flops(ratio=0.5), input_shape=SHAPE,
+                        config=itpl.PruneConfig(samples=32))
     model = result.model.eval()
     with torch.no_grad():
         shape_after = tuple(model(x).shape)

@@ -167,8 +167,10 @@ def _serve(path: str) -> None:
     import socket
     import traceback
 
-    import numpy  # noqa: F401  (imported once here, shared by every child)
-    from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+    import importlib
+
+    for heavy in ("numpy", "ai_edge_litert.interpreter"):  # imported once, shared by children
+        importlib.import_module(heavy)
 
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -23,3 +23,17 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "itpl", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip()
+
+
+def test_library_messages_name_flags():
+    from itpl.cli_args import flag_message
+
+    flags = {"--alpha-min", "--latency-ms", "--data"}
+    assert (flag_message("lower `alpha_min`; `ms` too small; no `data`; `objective` x", flags)
+            == "lower --alpha-min; --latency-ms too small; no --data; `objective` x")
+
+
+def test_a_library_refusal_names_the_flag(capsys):
+    code = main(["prune", "--model", "resnet20", "--flops-ratio", "0.5", "--alpha-min", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("itpl: error: --alpha-min must be in (0, 1]"), err

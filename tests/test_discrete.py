@@ -8,7 +8,8 @@ import pytest
 
 from itpl.cost import QuadraticCost
 from itpl.discrete import best_widths
-from itpl.solve import allowed_widths, solve
+from itpl.solve import solve
+from itpl.widths import allowed_widths
 from tests.test_solve_prune import _chain_cost
 
 

@@ -13,6 +13,7 @@ from itpl.graph import analyze
 from itpl.importance import compute_importance, with_beta
 from itpl.prune import pruned_copy
 from itpl.solve import solve
+from itpl.widths import AllowedWidths
 from tests.small_models import ResidualNet
 
 SHAPE = (3, 16, 16)
@@ -74,7 +75,7 @@ def test_outputs_that_are_not_class_scores_are_refused():
         def forward(self, x):
             return x, x
 
-    with pytest.raises(ValueError, match="pass --beta"):
+    with pytest.raises(ValueError, match="pass `beta`"):
         output_divergence(Pair(), Pair(), torch.randn(4, 3))
 
 
@@ -98,7 +99,7 @@ def test_choose_beta_keeps_the_candidate_closest_to_the_unpruned_outputs(trained
 
     def widths_for(importance):
         return solve(importance.group_mean_importance, cost, 0.45 * cost.full(),
-                     graph.widths, round_to=4).widths
+                     graph.widths, allowed=AllowedWidths(round_to=4)).widths
 
     scales = (1.0, 0.25, 4.0)
     chosen, record = choose_beta(trained, imp, widths_for, lambda w: _pruned(trained, w),

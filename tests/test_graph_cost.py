@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from itpl import models
-from itpl.cost import build_cost, format_amount, parse_amount
+from itpl.budget import parse_amount
+from itpl.cost import build_cost, format_amount
 from itpl.graph import analyze
 from itpl.prune import apply_pruning, select_channels
-from itpl.solve import allowed_widths
+from itpl.widths import allowed_widths
 from tests.macs import count
 from tests.small_models import ConcatNet, ResidualNet
 

@@ -8,9 +8,10 @@ exports with a numeric check relative to the output's own scale."""
 import pytest
 import torch
 
+import itpl
 from itpl.graph import analyze
 from itpl.models.source import ModelSource
-from itpl.workflow import Budget, prune_model
+from itpl.workflow import prune_model
 from tests import small_models
 from tests.macs import count
 
@@ -20,9 +21,8 @@ PATTERNS = ["reused_relu_net", "shuffle_net", "conv_classifier_net", "dense_net"
 
 def _prune(name, ratio=0.5, **options):
     source = ModelSource(f"tests.small_models:{name}", {})
-    options.setdefault("samples", 16)
-    options.setdefault("round_to", 2)
-    return source, prune_model(source, Budget("flops", ratio=ratio), **options)
+    config = itpl.PruneConfig(samples=16, widths=itpl.AllowedWidths(round_to=2), **options)
+    return source, prune_model(source, itpl.Flops(ratio=ratio), config=config)
 
 
 @pytest.mark.parametrize("name", PATTERNS)

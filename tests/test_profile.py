@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+import itpl
 from itpl.cli import main
 from itpl.cost import QuadraticCost
 from itpl.devices.local import LocalDevice
@@ -19,7 +20,7 @@ from itpl.profile_fit import fit_layer as _fit
 from itpl.profile_fit import grid as _grid
 from itpl.profile_runs import (PROBE_WIDTHS as _PROBE_WIDTHS, PROBES as _PROBES, TILES,
                                SampleCache, channel_tile, measure_channel_tile)
-from itpl.solve import allowed_widths
+from itpl.widths import allowed_widths
 from tests.small_models import ConcatNet, ResidualNet
 
 FAST = dict(grid=2, calibrate=8, validate=3, rounds=1, round_to=8)
@@ -295,14 +296,11 @@ class _BiasedDevice(LocalDevice):
 
 
 def test_refinement_corrects_a_biased_profile(profile_file):
-    from itpl.models.source import ModelSource
-    from itpl.workflow import Budget, prune_model
-
     profile = read_profile(profile_file)
-    source = ModelSource("tests.small_models:residual_net")
-    kw = dict(profile=profile, samples=16, budget=Budget("latency", ratio=0.6))
-    open_loop = prune_model(source, **kw)
-    closed = prune_model(source, device=_BiasedDevice(1.3), **kw)
+    source = "tests.small_models:residual_net"
+    kw = dict(profile=profile, config=itpl.PruneConfig(samples=16), data=None)
+    open_loop = itpl.prune(source, itpl.Latency(ratio=0.6), **kw)
+    closed = itpl.prune(source, itpl.Latency(ratio=0.6), device=_BiasedDevice(1.3), **kw)
     r = closed.plan.budget["refined"]
     assert len(r["steps"]) >= 2 and r["target_ratio"] == 0.6
     assert r["steps"][0]["goal"] == pytest.approx(0.6 * profile.reference["ms"])
@@ -312,23 +310,39 @@ def test_refinement_corrects_a_biased_profile(profile_file):
     assert r["steps"][1]["goal"] < r["steps"][0]["goal"]
 
     # readings 40% faster push the goal up instead, to a bigger model
-    faster = prune_model(source, device=_BiasedDevice(0.6), **kw)
+    faster = itpl.prune(source, itpl.Latency(ratio=0.6), device=_BiasedDevice(0.6), **kw)
     r = faster.plan.budget["refined"]
     assert r["steps"][1]["goal"] > r["steps"][0]["goal"] and r["met"]
     assert faster.allocation.cost > open_loop.allocation.cost
 
 
 def test_a_uniformly_slower_device_changes_no_ratio(profile_file):
-    from itpl.models.source import ModelSource
-    from itpl.workflow import Budget, prune_model
-
     class Slower(LocalDevice):
         def time_bursts(self, sequence, **kw):
             return [1.5 * t for t in super().time_bursts(sequence, **kw)]
 
     profile = read_profile(profile_file)
-    got = prune_model(ModelSource("tests.small_models:residual_net"), profile=profile, samples=16,
-                      budget=Budget("latency", ratio=0.6), device=Slower())
+    got = itpl.prune("tests.small_models:residual_net", itpl.Latency(ratio=0.6), profile=profile,
+                     config=itpl.PruneConfig(samples=16), device=Slower())
     r = got.plan.budget["refined"]
     assert r["reference"]["ms"] > 1.3 * profile.reference["ms"] * 0.5  # it did read slower
     assert all(0.2 < s["ratio"] < 1.0 for s in r["steps"])
+
+
+def test_python_api_profiles_in_memory_and_prunes_to_latency(profile_file, tmp_path):
+    torch = pytest.importorskip("torch")
+    model = ResidualNet()
+    profile = itpl.profile(model, grid=2, calibrate=8, validate=0, rounds=1,
+                           widths=itpl.AllowedWidths(round_to=8))
+    assert profile.model["name"] == "tests.small_models:ResidualNet"
+    assert profile.settings["round_to"] == 8 and not list(tmp_path.iterdir())  # nothing written
+    images = torch.randn(16, 3, 16, 16)
+    result = itpl.prune(model, itpl.Latency(ratio=0.6), profile=profile, data=images,
+                        config=itpl.PruneConfig(beta_scales=(1,)))
+    b = result.plan.budget
+    assert b["kind"] == "latency" and b["set_as"] == "ratio" and "refined" not in b
+    assert b["predicted"] <= b["value"] == pytest.approx(0.6 * profile.reference["ms"])
+    # a profile file of the same structure, by path, serves the same model held in memory
+    by_path = itpl.prune(model, itpl.Latency(ms=0.8 * read_profile(profile_file).reference["ms"]),
+                         profile=profile_file, data=images, config=itpl.PruneConfig(beta_scales=(1,)))
+    assert by_path.plan.budget["set_as"] == "ms"

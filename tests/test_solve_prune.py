@@ -9,7 +9,8 @@ import torch
 from itpl.cost import QuadraticCost
 from itpl.graph import analyze
 from itpl.prune import apply_pruning, select_channels
-from itpl.solve import allowed_widths, minimum_cost, solve
+from itpl.solve import solve
+from itpl.widths import AllowedWidths, allowed_widths
 from tests.small_models import ConcatNet, ResidualNet
 
 
@@ -37,7 +38,7 @@ def test_budget_met_and_no_step_left_that_fits(ratio, objective, rng):
     cost = _chain_cost(full)
     imp = rng.uniform(0.2, 1.0, len(full))
     budget = ratio * cost.full()
-    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8, objective=objective)
+    alloc = solve(imp, cost, budget, full, allowed=AllowedWidths(0.1, 8), objective=objective)
     alpha = np.array(alloc.widths) / np.array(full)
     assert alloc.cost == pytest.approx(cost(alpha)) and alloc.cost <= budget
     for g, w in enumerate(alloc.widths):
@@ -57,7 +58,7 @@ def test_near_the_integer_optimum_on_a_small_problem():
     options = [allowed_widths(c, 0.1, 8) for c in full]
     best = max(float(imp @ (np.array(w) / full)) for w in itertools.product(*options)
                if cost(np.array(w) / full) <= budget)
-    alloc = solve(imp, cost, budget, full, alpha_min=0.1, round_to=8, objective="linear")
+    alloc = solve(imp, cost, budget, full, allowed=AllowedWidths(0.1, 8), objective="linear")
     assert alloc.objective >= 0.9 * best
 
 
@@ -66,10 +67,10 @@ def test_importance_moves_width_to_the_important_group():
     t = np.diag([0.0, 100.0, 100.0])
     cost = QuadraticCost("flops", t, "MACs")
     for objective in ("linear", "log"):
-        alloc = solve([1.0, 0.1], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8,
+        alloc = solve([1.0, 0.1], cost, 100.0, [64, 64], allowed=AllowedWidths(0.1, 8),
                       objective=objective)
         assert alloc.widths[0] > alloc.widths[1]
-        swapped = solve([0.1, 1.0], cost, 100.0, [64, 64], alpha_min=0.1, round_to=8,
+        swapped = solve([0.1, 1.0], cost, 100.0, [64, 64], allowed=AllowedWidths(0.1, 8),
                         objective=objective)
         assert swapped.widths == alloc.widths[::-1]
 
@@ -79,18 +80,18 @@ def test_log_objective_with_equal_importance_is_uniform_scaling(ratio):
     full = [64, 128, 128, 256, 256, 512]
     cost = _chain_cost(full)
     budget = ratio * cost.full()
-    alloc = solve(np.ones(len(full)), cost, budget, full, alpha_min=0.1, round_to=1,
+    alloc = solve(np.ones(len(full)), cost, budget, full, allowed=AllowedWidths(0.1, 1),
                   objective="log", rounding="greedy")
     # the continuous optimum is one common ratio; rounding moves it by a channel
     assert np.ptp(alloc.alpha) < 1e-3
     kept = np.array(alloc.widths) / full
     assert np.ptp(kept) < 2 / 64 and alloc.cost <= budget
     # and importance only scales: the same answer for any common value
-    again = solve(np.full(len(full), 0.3), cost, budget, full, alpha_min=0.1, round_to=1,
+    again = solve(np.full(len(full), 0.3), cost, budget, full, allowed=AllowedWidths(0.1, 1),
                   objective="log", rounding="greedy")
     assert again.widths == alloc.widths
     # exact rounding trades a few channels for a tighter fit, never more
-    exact = solve(np.ones(len(full)), cost, budget, full, alpha_min=0.1, round_to=1,
+    exact = solve(np.ones(len(full)), cost, budget, full, allowed=AllowedWidths(0.1, 1),
                   rounding="exact")
     assert np.ptp(np.array(exact.widths) / full) < 4 / 64
     assert alloc.objective <= exact.objective and exact.cost <= budget
@@ -100,9 +101,10 @@ def test_log_objective_tilts_widths_by_importance():
     full = [64, 64, 64, 64, 64]
     cost = _chain_cost(full)
     budget = 0.5 * cost.full()
-    even = solve(np.ones(5), cost, budget, full, round_to=1, objective="log").widths
+    steps_of_one = AllowedWidths(round_to=1)
+    even = solve(np.ones(5), cost, budget, full, allowed=steps_of_one, objective="log").widths
     imp = np.array([1.0, 1.0, 0.4, 1.0, 1.0])
-    tilted = solve(imp, cost, budget, full, round_to=1, objective="log")
+    tilted = solve(imp, cost, budget, full, allowed=AllowedWidths(round_to=1), objective="log")
     assert tilted.widths[2] < even[2] - 4  # the unimportant group gives up channels
     assert all(t >= e for t, e in zip(np.delete(tilted.widths, 2), np.delete(even, 2)))
     assert sum(tilted.widths) > sum(even)  # what it gave up went to the others
@@ -118,8 +120,9 @@ def test_log_objective_shares_out_the_cut_whatever_the_budget():
     imp = np.array([1.0, 1.0, 0.4, 1.0, 1.0])
     shares = []
     for ratio in (0.95, 0.8, 0.5, 0.3):
-        uniform = solve(np.ones(5), cost, ratio * cost.full(), full, round_to=1).alpha[0]
-        tilted = solve(imp, cost, ratio * cost.full(), full, round_to=1).alpha
+        ones = AllowedWidths(round_to=1)
+        uniform = solve(np.ones(5), cost, ratio * cost.full(), full, allowed=ones).alpha[0]
+        tilted = solve(imp, cost, ratio * cost.full(), full, allowed=ones).alpha
         shares.append(np.log(tilted) / np.log(uniform))  # each group's cut over uniform's
     shares = np.array(shares)
     # the unimportant group takes a larger share of the cut, by about the same
@@ -131,18 +134,18 @@ def test_log_objective_shares_out_the_cut_whatever_the_budget():
 def test_log_objective_keeps_a_group_that_costs_nothing_whole():
     t = np.diag([0.0, 100.0, 0.0])  # the second group's width costs nothing
     cost = QuadraticCost("flops", t, "MACs")
-    alloc = solve([1.0, 0.2], cost, 50.0, [64, 64], alpha_min=0.1, round_to=8)
+    alloc = solve([1.0, 0.2], cost, 50.0, [64, 64], allowed=AllowedWidths(0.1, 8))
     assert alloc.widths[1] == 64 and alloc.cost <= 50.0
 
 
 def test_infeasible_budget_names_the_smallest_cost():
     full = [32, 64]
     cost = _chain_cost(full)
-    floor = minimum_cost(cost, full, 0.25, 8)
+    floor = AllowedWidths(0.25, 8).minimum_cost(cost, full)
     assert floor == cost(np.array([8, 16]) / full)
     with pytest.raises(ValueError, match=f"smallest achievable flops is {floor:.6g}"):
-        solve([1, 1], cost, floor * 0.99, full, alpha_min=0.25, round_to=8)
-    assert solve([1, 1], cost, floor, full, alpha_min=0.25, round_to=8).widths == [8, 16]
+        solve([1, 1], cost, floor * 0.99, full, allowed=AllowedWidths(0.25, 8))
+    assert solve([1, 1], cost, floor, full, allowed=AllowedWidths(0.25, 8)).widths == [8, 16]
 
 
 def test_zero_importance_is_deterministic(rng):
@@ -156,7 +159,7 @@ def test_zero_importance_is_deterministic(rng):
 def test_bad_solver_arguments():
     cost = _chain_cost([16, 16])
     with pytest.raises(ValueError, match="alpha_min"):
-        solve([1, 1], cost, cost.full() / 2, [16, 16], alpha_min=0)
+        solve([1, 1], cost, cost.full() / 2, [16, 16], allowed=AllowedWidths(0))
     with pytest.raises(ValueError, match="importances"):
         solve([1], cost, cost.full() / 2, [16, 16])
 

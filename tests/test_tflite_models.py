@@ -12,7 +12,7 @@ from itpl.export import export_tflite, interpreter
 from itpl.graph import analyze
 from itpl.models import build
 from itpl.prune import apply_pruning, select_channels
-from itpl.solve import allowed_widths
+from itpl.widths import allowed_widths
 from itpl.tflite_models import LayerShape, compute_ops, micro_model, read_model, resize_model
 from tests.small_models import ResidualNet
 

@@ -200,7 +200,7 @@ def test_an_unstable_device_is_reported_with_what_to_do(two_models):
     from types import SimpleNamespace
 
     from itpl.bench import format_table
-    from itpl.profile import stability_warning
+    from itpl.report import stability_warning
 
     a, a2 = two_models
     models_ = [("big", {1: a}), ("small", {1: a2})]

@@ -1,10 +1,36 @@
 """itpl: on-device, latency-aware CNN pruning with nHSIC layer importance.
 
 The method is ITPruner (Zheng et al., IJCV; arXiv 2108.08532). The public API
-grows with the pipeline; see the README for what is available.
+is what ``__all__`` lists; every other module is an implementation detail.
+
+Pruning
+-------
+prune         prune an ``nn.Module`` (or a named model) to a budget -> PruneResult
+PruneResult   ``.model`` (pruned), ``.plan``, ``.save(prefix)``
+PruneConfig   how to prune (one keyword-only dataclass)
+AllowedWidths which widths a group may take (smallest ratio, step)
+Flops, Params, Latency   budgets: ``Flops(283e6)``, ``Flops(ratio=0.5)``,
+              ``Latency(ms=15)``, ``Latency(ratio=0.54)``
+load          rebuild a pruned model from its plan and weights
+
+Devices
+-------
+profile       measure a model's latency model on a device -> Profile
+convert       PyTorch -> .tflite in memory, checked against PyTorch -> TFLiteModel
+bench         batch latency table beside a reference model -> BenchResult
+
+Also ``hsic`` (the nHSIC core) and ``ItplWarning``.
+
+Example
+-------
+>>> result = itpl.prune(model, itpl.Flops(ratio=0.5), data=images)  # doctest: +SKIP
+>>> tflite = itpl.convert(result.model, (3, 32, 32))  # doctest: +SKIP
+>>> print(itpl.bench({"unpruned": model, "pruned": tflite}, batch=[1]))  # doctest: +SKIP
 """
 
 import importlib
+import sys
+import types
 
 from itpl._memory import keep_freed_memory
 
@@ -13,13 +39,54 @@ from itpl._memory import keep_freed_memory
 # off). ctypes only: nothing heavy, so Ctrl-C stays honoured right after start.
 keep_freed_memory()
 
+# Public name -> the module that implements it. Resolved on first use, so that
+# ``import itpl`` (and ``python -m itpl``, which must reach the CLI's Ctrl-C
+# handler right after starting) imports neither torch nor NumPy.
+_PUBLIC = {
+    "prune": "itpl.api",
+    "profile": "itpl.api",
+    "load": "itpl.api",
+    "PruneResult": "itpl.workflow",
+    "PruneConfig": "itpl.config",
+    "ItplWarning": "itpl.config",
+    "AllowedWidths": "itpl.widths",
+    "Flops": "itpl.budget",
+    "Params": "itpl.budget",
+    "Latency": "itpl.budget",
+    "convert": "itpl.deploy",
+    "TFLiteModel": "itpl.deploy",
+    "bench": "itpl.deploy",
+    "BenchResult": "itpl.deploy",
+}
+
+
+
+
+class _Package(types.ModuleType):
+    """The package, whose public functions ``prune``, ``profile`` and ``bench`` share
+    their names with implementation modules (prune.py, profile.py, bench.py) until the
+    split into subpackages. Importing such a module would make it the package's
+    attribute, hiding the function: that one assignment is dropped, so ``itpl.profile``
+    stays the function. Import those modules as ``from itpl.profile import name``,
+    never ``from itpl import profile``."""
+
+    def __setattr__(self, name, value):
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name):
-    # Heavy or slow attributes on first use (``hsic``: NumPy and the C++ core;
-    # ``__version__``: importlib.metadata, 0.3 s on a loaded machine), so that
-    # ``python -m itpl`` reaches the CLI's Ctrl-C handler right after starting.
-    if name == "hsic":
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name == "hsic":  # NumPy and the C++ core
         return importlib.import_module("itpl.hsic")
-    if name == "__version__":
+    if name == "__version__":  # importlib.metadata: 0.3 s on a loaded machine
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -29,11 +96,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'itpl' has no attribute '{name}'")
 
 
-def load(plan, weights=None):
-    """Rebuild a pruned model from its plan (and weights); see :func:`itpl.plan.load`."""
-    from itpl.plan import load as _load
-
-    return _load(plan, weights)
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
-__all__ = ["__version__", "hsic", "load"]
+__all__ = ["AllowedWidths", "BenchResult", "Flops", "ItplWarning", "Latency", "Params",
+           "PruneConfig", "PruneResult", "TFLiteModel", "__version__", "bench", "convert",
+           "hsic", "load", "profile", "prune"]

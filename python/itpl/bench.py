@@ -10,9 +10,9 @@ recorded with the results.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
-import sys
 
 from itpl.devices.base import Device
 from itpl.timing import UNSTABLE_ADVICE, Relative, Timer, median_interval
@@ -20,6 +20,7 @@ from itpl.timing import UNSTABLE_ADVICE, Relative, Timer, median_interval
 FORMAT = "itpl.bench/2"
 # --compare: a slowdown counts only when a one-sided Mann-Whitney test gives p below this.
 SIGNIFICANCE = 0.01
+log = logging.getLogger(__name__)
 
 
 def tflite_batch(path: str) -> int:
@@ -76,8 +77,8 @@ def bench_models(models: list[tuple[str, dict[int, str]]], device: Device, *, th
             rows.append(_row(label, batch, reference_label, rel, spread.ms,
                              [r * spread.ms for r in rel.ratios]))
         if progress:
-            print(f"batch {batch}: {len(present)} models timed in "
-                  f"{len(got[0].ratios) if got else rounds} rounds", file=sys.stderr)
+            log.info("batch %d: %d models timed in %d rounds", batch, len(present),
+                     len(got[0].ratios) if got else rounds)
     return {"format": FORMAT, "device": device.facts(threads), "references": references,
             "results": rows}
 

@@ -1,13 +1,15 @@
-"""``itpl export --quantize int8``: its options and the export itself (kept out of
-:mod:`itpl.cli` so that module stays a table of commands)."""
+"""``itpl export --quantize int8``: its options and the export itself (beside
+:mod:`itpl.cli_deploy`, which stays a table of the fp32 paths)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from itpl.cli_args import positive, positive_float
 
-def add_export_args(export: argparse.ArgumentParser, positive, positive_float) -> None:
+
+def add_export_args(export: argparse.ArgumentParser) -> None:
     """The int8 options of ``itpl export``."""
     from itpl.quantize import DEFAULT_MAX_ERROR, DEFAULT_MIN_AGREEMENT
 

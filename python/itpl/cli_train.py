@@ -1,5 +1,5 @@
-"""``itpl finetune`` and ``itpl eval``: the CLI of :mod:`itpl.finetune`, kept apart
-from cli.py so each stays short. Heavy imports happen inside the handlers."""
+"""``itpl finetune`` and ``itpl eval``: the CLI of :mod:`itpl.finetune`. Heavy
+imports happen inside the handlers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import argparse
 import json
 import os
 
-from itpl.cli import EXIT_OK, _model_arg, _positive, _progress, _shape
+from itpl.cli_args import EXIT_OK, model_arg, positive, progress
+from itpl.cli_args import shape as shape_type
 
 
 def _labelled(args, spec: str):
@@ -24,7 +25,7 @@ def _labelled(args, spec: str):
         spec = read_plan(spec).model
     norm = preset(args.preset or ModelSource(spec).preset or "imagenet")
     splits = ("train", "val") if args.command == "finetune" else (args.split,)
-    data = [load_split(args.data, s, shape, norm=norm, progress=_progress(args)) for s in splits]
+    data = [load_split(args.data, s, shape, norm=norm, progress=progress(args)) for s in splits]
     check_classes(model, data[-1], shape)
     return model, shape, data
 
@@ -97,7 +98,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_training_parsers(sub) -> None:
+def add_parsers(sub) -> None:
     """Add ``finetune`` and ``eval`` to the subcommands."""
     def data_args(p):
         p.add_argument("model", help="a *.plan.json (pruned model with weights), a built-in "
@@ -106,9 +107,9 @@ def add_training_parsers(sub) -> None:
                        help="folder with train/ and val/ (one subfolder per class), or "
                             "train.pt/val.pt (.npz) holding images and labels")
         p.add_argument("--weights", help="state_dict (default: the plan's weights)")
-        p.add_argument("--model-arg", action="append", type=_model_arg, default=[],
+        p.add_argument("--model-arg", action="append", type=model_arg, default=[],
                        metavar="KEY=VALUE", help="model constructor argument, e.g. num_classes=10")
-        p.add_argument("--input-shape", type=_shape, metavar="C,H,W")
+        p.add_argument("--input-shape", type=shape_type, metavar="C,H,W")
         p.add_argument("--preset", choices=["imagenet", "cifar"],
                        help="image resizing and normalisation (default: the model's)")
         p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -119,11 +120,11 @@ def add_training_parsers(sub) -> None:
                                     "smoothing, crop/flip, optional distillation. Runs under "
                                     "torchrun as DistributedDataParallel.")
     data_args(ft)
-    ft.add_argument("--epochs", type=_positive, required=True)
+    ft.add_argument("--epochs", type=positive, required=True)
     ft.add_argument("-o", "--output", metavar="PREFIX",
                     help="writes PREFIX.pt (best), PREFIX.last.ckpt, PREFIX.history.json and, "
                          "for a plan, PREFIX.plan.json (default MODEL-finetuned)")
-    ft.add_argument("--batch-size", type=_positive, default=64, help="per process (default 64)")
+    ft.add_argument("--batch-size", type=positive, default=64, help="per process (default 64)")
     ft.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
     ft.add_argument("--momentum", type=float, default=0.9)
     ft.add_argument("--weight-decay", type=float, default=5e-4)

@@ -117,22 +117,6 @@ def build_cost(graph: ModelGraph, kind: str) -> QuadraticCost:
     return QuadraticCost(kind=kind, matrix=matrix, unit=unit)
 
 
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
-
-
-def parse_amount(text: str) -> float:
-    """``"283M"`` -> 283e6; accepts k, M, G suffixes (case-insensitive)."""
-    s = str(text).strip().lower()
-    suffix = s[-1] if s and s[-1] in _SUFFIX else ""
-    try:
-        value = float(s[: len(s) - len(suffix)]) * _SUFFIX[suffix]
-    except ValueError:
-        raise ValueError(f"cannot read '{text}' as an amount; write e.g. 283M, 2.5M or 1G") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"budget '{text}' must be a positive number")
-    return value
-
-
 def format_amount(value: float) -> str:
     """283000000 -> '283.00M'."""
     for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):

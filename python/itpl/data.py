@@ -37,11 +37,11 @@ def preset(name: str, mean=None, std=None) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; use one of {', '.join(PRESETS)}")
     base = PRESETS[name]
-    for flag, values in (("--mean", mean), ("--std", std)):
-        bad = [v for v in values or () if not np.isfinite(v) or (flag == "--std" and v <= 0)]
+    for name, values in (("mean", mean), ("std", std)):
+        bad = [v for v in values or () if not np.isfinite(v) or (name == "std" and v <= 0)]
         if bad:  # else every image becomes NaN/Inf and an inner layer gets the blame
-            raise ValueError(f"{flag} {bad[0]:g}: " + ("each std must be a positive number"
-                                                       if flag == "--std" else "not a number"))
+            raise ValueError(f"`{name}` {bad[0]:g}: " + ("each std must be a positive number"
+                                                        if name == "std" else "not a number"))
     return Preset(tuple(mean) if mean else base.mean, tuple(std) if std else base.std,
                   base.crop_ratio)
 
@@ -58,7 +58,7 @@ def check_finite(images: torch.Tensor, where: str) -> torch.Tensor:
 
 def _pick(count: int, samples: int, seed: int) -> np.ndarray:
     if samples < 1:
-        raise ValueError(f"--samples must be at least 1, got {samples}")
+        raise ValueError(f"`samples` must be at least 1, got {samples}")
     if count <= samples:
         return np.arange(count)
     return np.sort(np.random.default_rng(seed).choice(count, samples, replace=False))
@@ -153,7 +153,23 @@ def load_calibration(source: str, input_shape, *, samples: int = 256, seed: int 
         raise FileNotFoundError(f"calibration data '{source}' does not exist")
     if not source.endswith((".npy", ".pt", ".pth")):
         raise ValueError(f"calibration data '{source}' must be an image folder, .npy or .pt file")
-    data = _load_tensor_file(source)
+    return calibration_tensor(_load_tensor_file(source), shape, samples=samples, seed=seed,
+                              norm=norm, where=f"tensor file '{source}'")
+
+
+def calibration_tensor(data, input_shape, *, samples: int = 256, seed: int = 0,
+                       norm: Preset = PRESETS["imagenet"], where: str = "`data`") -> torch.Tensor:
+    """Calibration batch from images held in memory, drawn as from a tensor file.
+
+    ``data``: a tensor or array of ``(N, C, H, W)`` floats (used as they are)
+    or ``(N, H, W, C)`` / ``(N, C, H, W)`` uint8 images (scaled and
+    normalised by ``norm``); ``where`` names it in messages.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if not isinstance(data, torch.Tensor):
+        raise ValueError(f"{where} is a {type(data).__name__}, not a tensor of images")
     if data.dim() == len(shape) + 1 and data.dtype == torch.uint8:
         if tuple(data.shape[1:]) == shape[1:] + shape[:1]:  # channels last
             data = data.permute(0, 3, 1, 2)
@@ -161,12 +177,12 @@ def load_calibration(source: str, input_shape, *, samples: int = 256, seed: int 
         std = torch.tensor(norm.std[: shape[0]]).reshape(-1, 1, 1)
         data = (data.float() / 255.0 - mean) / std
     if data.dim() != len(shape) + 1 or tuple(data.shape[1:]) != shape:
-        raise ValueError(f"tensor file '{source}' has shape {tuple(data.shape)}; expected "
+        raise ValueError(f"{where} has shape {tuple(data.shape)}; expected "
                          f"(N, {', '.join(map(str, shape))})")
     if not data.is_floating_point():
-        raise ValueError(f"tensor file '{source}' holds {data.dtype}; expected float or uint8 images")
+        raise ValueError(f"{where} holds {data.dtype}; expected float or uint8 images")
     idx = torch.from_numpy(_pick(data.shape[0], samples, seed))
-    return check_finite(data[idx].float().contiguous(), f"calibration data '{source}'")
+    return check_finite(data[idx].float().contiguous(), where)
 
 
 def random_calibration(input_shape, *, samples: int = 256, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,7 @@ EagleEye, ECCV 2020), and the divergence needs no labels.
 
 from __future__ import annotations
 
-import sys
+import logging
 
 import numpy as np
 import torch
@@ -23,13 +23,14 @@ from torch import nn
 # each candidate costs two forward passes over them.
 CHECK_SAMPLES = 128
 BETA_SCALES = (1.0, 0.5, 2.0)  # multiples of the default beta; ties keep the first
+log = logging.getLogger(__name__)
 
 
 def _log_probs(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     out = [model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     if not all(isinstance(o, torch.Tensor) and o.dim() >= 2 for o in out):
         raise ValueError("the model's output is not a (batch, classes, ...) tensor: cannot "
-                         "compare outputs; pass --beta to fix the importance strength")
+                         "compare outputs; pass `beta` to fix the importance strength")
     return torch.log_softmax(torch.cat(out).double(), dim=1)
 
 
@@ -50,7 +51,7 @@ def output_divergence(reference: nn.Module, pruned: nn.Module, images: torch.Ten
         p = _log_probs(reference, images, batch_size)
         if not bool(torch.isfinite(p).all()):
             raise ValueError("the unpruned model's outputs are NaN or Inf on the calibration "
-                             "images: check the weights and the data (or pass --beta-scales 1)")
+                             "images: check the weights and the data (or pass `beta_scales` 1)")
         q = _log_probs(pruned, images, batch_size)
     kl = float((p.exp() * (p - q)).sum(dim=1).mean())
     return kl if np.isfinite(kl) else float("inf")  # a pruned model that breaks is the worst
@@ -91,13 +92,12 @@ def choose_beta(model: nn.Module, importance, widths_for, prune_copy, images: to
         key = tuple(w)
         if key not in divergence:  # scales often give the same widths
             if progress:
-                print(f"itpl: checking widths {w} on {len(images)} images", file=sys.stderr,
-                      flush=True)
+                log.info("checking widths %s on %d images", w, len(images))
             divergence[key] = output_divergence(model, prune_copy(w), images)
     kl = [divergence[tuple(w)] for w in widths]
     if not np.isfinite(min(kl)):
         raise ValueError("every pruned candidate's outputs are NaN or Inf on the calibration "
-                         "images; pass --beta to skip the output check")
+                         "images; pass `beta` to skip the output check")
     best = int(np.argmin(kl))
     record = {"scales": list(scales), "betas": [c.beta for c in candidates], "widths": widths,
               "kl": kl, "chosen_scale": scales[best], "samples": len(images)}

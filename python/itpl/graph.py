@@ -121,7 +121,7 @@ def _trace_shapes(model: nn.Module, input_shape):
     except Exception as exc:  # the user's model: any failure is an input error
         raise ValueError(
             f"the model does not run on input shape {tuple(input_shape)}: "
-            f"{type(exc).__name__}: {exc}; pass --input-shape C,H,W"
+            f"{type(exc).__name__}: {exc}; pass `input_shape` C,H,W"
         ) from None
     finally:
         for h in handles:

@@ -81,7 +81,7 @@ def importance_from_nhsic(nhsic_matrix: np.ndarray, beta: float | None = None, d
     alive = ~dead
     if not alive.any():
         raise ValueError("every captured layer is constant over the calibration data; "
-                         "use real images (--data) rather than constant inputs")
+                         "use real images (`data`) rather than constant inputs")
     spread = float(sums[alive].max() - sums[alive].min())
     if beta is None:
         beta = 1.0 / spread if spread > 0 else 0.0

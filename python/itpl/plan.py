@@ -91,13 +91,15 @@ def read_plan(path: str) -> Plan:
     return Plan.from_dict(data)
 
 
-def build_pruned(plan: Plan) -> nn.Module:
-    """A freshly initialised model with the plan's channels removed (no weights loaded)."""
+def build_pruned(plan: Plan, model: nn.Module | None = None) -> nn.Module:
+    """A freshly initialised model (or ``model``, cut in place) with the plan's
+    channels removed (no weights loaded)."""
     from itpl.graph import analyze
     from itpl.models.source import ModelSource
     from itpl.prune import apply_pruning
 
-    model = ModelSource(plan.model, plan.model_kwargs).build()
+    if model is None:
+        model = ModelSource(plan.model, plan.model_kwargs).build()
     graph = analyze(model, plan.input_shape)
     by_root = {g.root: g for g in plan.groups}
     kept = []
@@ -112,7 +114,7 @@ def build_pruned(plan: Plan) -> nn.Module:
     return apply_pruning(graph, kept)
 
 
-def load(plan, weights: str | None = None) -> nn.Module:
+def load(plan, weights: str | None = None, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a pruned model from its plan and weights.
 
     Parameters
@@ -122,6 +124,9 @@ def load(plan, weights: str | None = None) -> nn.Module:
     weights : str, optional
         State_dict of the pruned model; defaults to the plan's ``weights``
         (relative to the plan file).
+    model : nn.Module, optional
+        An unpruned instance to cut in place instead of one built from the
+        source the plan names.
 
     Returns
     -------
@@ -143,9 +148,8 @@ def load(plan, weights: str | None = None) -> nn.Module:
         plan = read_plan(str(plan))
     if weights is None:
         if plan.weights is None:
-            raise ValueError("the plan names no weights file; pass one with --weights FILE "
-                             "(weights= in Python)")
+            raise ValueError("the plan names no weights file; pass `weights`")
         weights = os.path.join(folder, plan.weights)
-    model = build_pruned(plan)
+    model = build_pruned(plan, model)
     load_weights(model, weights)
     return model.eval()

@@ -12,7 +12,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'itpl[plot]'") from None
+        raise ValueError("`plot` needs matplotlib: pip install 'itpl[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

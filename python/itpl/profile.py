@@ -41,8 +41,8 @@ from itpl.profile_fit import grid as layer_grid
 from itpl.profile_fit import configurations, layer_shape, rows, solver_like, term_of
 from itpl.profile_runs import (CACHE_FORMAT, PROBES, SampleCache, Sampler, WholeModels,
                                compute_layers, probe_tile, write_micro)
-from itpl.solve import allowed_widths
-from itpl.timing import UNSTABLE_ADVICE, Spread, Timer
+from itpl.widths import allowed_widths
+from itpl.timing import Spread, Timer
 
 FORMAT = "itpl.profile/2"
 # Facts that identify a device; a profile from another device is refused.
@@ -153,15 +153,6 @@ def profile_to_file(graph: ModelGraph, device: Device, path: str, **options) -> 
     return profile
 
 
-def tile_warning(profile: Profile) -> str | None:
-    """Why the profile's widths waste time, when they are not multiples of the device's tile."""
-    tile, round_to = profile.settings["channel_tile"], profile.settings["round_to"]
-    if round_to % tile:
-        return (f"this device computes channels in tiles of {tile}; widths in multiples of "
-                f"{round_to} waste time between tiles (try --round-to {tile})")
-    return None
-
-
 def fingerprint(graph: ModelGraph) -> str:
     """Hash of what latency depends on: input shape, groups, and every layer's geometry."""
     parts = [list(graph.input_shape), [(g.root, g.width) for g in graph.groups],
@@ -194,7 +185,7 @@ def check_device(profile: Profile, facts: dict | None = None, threads: int | Non
     """Refuse a profile measured on another device or with another thread count."""
     if threads is not None and profile.device.get("threads") != threads:
         raise ValueError(f"{where} was measured with {profile.device.get('threads')} threads, "
-                         f"not {threads}; profile again with --threads {threads}")
+                         f"not {threads}; profile again with `threads` {threads}")
     for key in IDENTITY if facts is not None else ():
         if profile.device.get(key) != facts.get(key):
             raise ValueError(f"{where} was measured on another device ({key}: "
@@ -340,8 +331,9 @@ def profile_model(
         cal = configurations(widths, lows, alpha_min, round_to, rng, (calibrate + 1) // 2,
                        levels=(1.0, 0.0, 0.5, 0.25, 0.75))
         cal += solver_like(layer_sum, widths, alpha_min, round_to, rng, calibrate - len(cal), cal)
-        whole.run(_whole_jobs(models, fp, batch, cal), "calibration")
-        measured = np.array([store.ratio(k) for k, _ in _whole_jobs(models, fp, batch, cal)])
+        cal_jobs = _whole_jobs(models, fp, batch, cal)
+        whole.run(cal_jobs, "calibration")
+        measured = np.array([store.ratio(k) for k, _ in cal_jobs])
         alphas = [np.asarray(c, dtype=np.float64) / widths for c in cal]
         offset, scales = calibrate_forms(forms, alphas, measured)
         matrix = sum(s * f for s, f in zip(scales, forms))
@@ -353,15 +345,17 @@ def profile_model(
                                           validate + len(cal)) if c not in cal][:validate]
         val_solver = solver_like(ratio_cost, widths, alpha_min, round_to, vrng, validate,
                                  cal + val_random)
-        whole.run(_whole_jobs(models, fp, batch, val_random + val_solver), "validation")
+        val_jobs = _whole_jobs(models, fp, batch, val_random + val_solver)
+        whole.run(val_jobs, "validation")
         resizable = models.resizable
 
     reference = Spread.of(store.reference_ms["unpruned"])
     ms = reference.ms  # whole-model ratios times this are milliseconds
     micro_ms = Spread.of(store.reference_ms["layer"]).ms
     validation = {}
-    for kind, configs in (("random", val_random), ("solver", val_solver)):
-        got = [ms * store.ratio(k) for k, _ in _whole_jobs(models, fp, batch, configs)]
+    for kind, configs, jobs in (("random", val_random, val_jobs[:len(val_random)]),
+                                ("solver", val_solver, val_jobs[len(val_random):])):
+        got = [ms * store.ratio(k) for k, _ in jobs]
         pred = [ms * ratio_cost(np.asarray(c, dtype=np.float64) / widths) for c in configs]
         validation[kind] = _validation(configs, got, pred)
     profile = Profile(
@@ -396,40 +390,3 @@ def _validation(configs, measured, predicted) -> dict:
             "max_rel_error": float(rel.max()) if configs else None,
             "mean_signed_error": float(np.mean(np.subtract(predicted, measured) /
                                                np.asarray(measured))) if configs else None}
-
-
-def stability_warning(profile: Profile) -> str | None:
-    """What to do when the device moved too much for precise samples, or None."""
-    ref = profile.reference
-    timed = ref.get("timed") or 0
-    if timed and ref.get("imprecise", 0) > 0.1 * timed:
-        return (f"{ref['imprecise']} of {timed} samples still disagreed by more than 3% after "
-                f"{3 * profile.settings.get('rounds', 3)} rounds (the reference's time "
-                f"moved {ref['relative']:.0%} during the run); {UNSTABLE_ADVICE}")
-    return None
-
-
-def summary_lines(profile: Profile) -> list[str]:
-    """The console report of a profile."""
-    s, v, c, d, r = (profile.settings, profile.validation, profile.calibration, profile.device,
-                     profile.reference)
-    micro = len(profile.samples)
-    whole = len(c["widths"]) + sum(len(part["widths"]) for part in v.values())
-    lines = [
-        f"profiled {profile.model['name']} ({profile.precision}) on {d.get('device')} ({d.get('cpu', d.get('model', '?'))}, "
-        f"{d.get('threads')} thread{'s' if d.get('threads') != 1 else ''}, batch {s['batch']}): "
-        f"{len(profile.layers)} layers, {micro} layer models, {whole} whole models in "
-        f"{profile.seconds:.0f} s" + (f" ({profile.resumed} samples from the cache)"
-                                      if profile.resumed else ""),
-        f"channel tile {s['channel_tile']}: widths are multiples of {s['round_to']}",
-        f"unpruned: measured {c['measured_ms'][0]:.3f} ms, predicted {profile.cost().full():.3f} "
-        f"ms; the reference moved {r['relative']:.0%} (10-90%) over the run",
-    ]
-    for kind, label in (("random", "random"), ("solver", "solver-like")):
-        part = v.get(kind) or {}
-        if part.get("widths"):
-            lines.append(f"validation ({len(part['widths'])} {label} width configurations): "
-                         f"{part['within_10pct']:.0%} within 10%, {part['within_5pct']:.0%} within "
-                         f"5% of measured (largest error {part['max_rel_error']:.1%}, mean "
-                         f"{part['mean_signed_error']:+.1%})")
-    return lines

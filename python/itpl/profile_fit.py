@@ -21,7 +21,7 @@ import numpy as np
 
 from itpl.cost import QuadraticCost, _add_affine, _add_product
 from itpl.graph import Layer, ModelGraph
-from itpl.solve import allowed_widths
+from itpl.widths import allowed_widths
 from itpl.tflite_models import LayerShape
 
 # Calibration terms besides the constant, in the order of Calibration.scales.
@@ -172,6 +172,7 @@ def solver_like(cost: QuadraticCost, widths, alpha_min, round_to, rng, count,
     """Width configurations like the solver's answers: both objectives, tilted by
     random importance, at budgets from 30% to 85% of the unpruned cost."""
     from itpl.solve import solve
+    from itpl.widths import AllowedWidths
 
     full, floor = cost.full(), cost(np.asarray([allowed_widths(w, alpha_min, round_to)[0] / w
                                                 for w in widths]))
@@ -184,7 +185,7 @@ def solver_like(cost: QuadraticCost, widths, alpha_min, round_to, rng, count,
         objective = "linear" if i % 3 == 2 else "log"
         goal = max(ratio * full, floor * 1.05)
         try:
-            got = solve(scores, cost, goal, widths, alpha_min=alpha_min, round_to=round_to,
+            got = solve(scores, cost, goal, widths, allowed=AllowedWidths(alpha_min, round_to),
                         objective=objective).widths
         except ValueError:
             continue

@@ -41,11 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from itpl.config import OBJECTIVES, ROUNDINGS
 from itpl.cost import QuadraticCost
-
-
-OBJECTIVES = ("linear", "log")
-ROUNDINGS = ("exact", "greedy")
+from itpl.widths import AllowedWidths
 
 
 @dataclass
@@ -73,37 +71,8 @@ class Allocation:
     solver_message: str
 
 
-def allowed_widths(full: int, alpha_min: float, round_to: int) -> list[int]:
-    """Widths a group may take: multiples of ``round_to`` from the minimum up, and ``full``.
-
-    The minimum is ``alpha_min * full`` rounded up to a multiple, and never 0.
-    """
-    if full <= round_to:
-        return [full]
-    low = max(round_to, math.ceil(alpha_min * full / round_to) * round_to)
-    return sorted({*range(low, full + 1, round_to), full})
-
-
 def _ratios(widths, full) -> np.ndarray:
     return np.asarray(widths, dtype=np.float64) / np.asarray(full, dtype=np.float64)
-
-
-def minimum_cost(cost: QuadraticCost, full: list[int], alpha_min: float, round_to: int) -> float:
-    """Cost with every group at its smallest allowed width (costs grow with width)."""
-    lows = [allowed_widths(c, alpha_min, round_to)[0] for c in full]
-    return cost(_ratios(lows, full))
-
-
-def check_feasible(cost: QuadraticCost, budget: float, full: list[int], alpha_min: float,
-                   round_to: int) -> None:
-    """Raise a ValueError naming the smallest achievable cost when ``budget`` is below it."""
-    floor = minimum_cost(cost, full, alpha_min, round_to)
-    if budget < floor:
-        raise ValueError(
-            f"budget {budget:.6g} {cost.unit} is infeasible: the smallest achievable "
-            f"{cost.kind} is {floor:.6g} {cost.unit} (alpha_min={alpha_min}, "
-            f"round_to={round_to}); raise the budget or lower --alpha-min"
-        )
 
 
 def check_objective(objective: str) -> None:
@@ -299,8 +268,7 @@ def solve(
     budget: float,
     full: list[int],
     *,
-    alpha_min: float = 0.1,
-    round_to: int = 8,
+    allowed: AllowedWidths = AllowedWidths(),
     objective: str = "log",
     rounding: str = "greedy",
 ) -> Allocation:
@@ -319,11 +287,9 @@ def solve(
         Upper bound on the cost, in the cost's unit.
     full : list of int
         Unpruned width per group.
-    alpha_min : float
-        Lower bound on every ratio; groups always keep at least ``round_to``
-        channels (or all of them when narrower).
-    round_to : int
-        Widths are multiples of this (or the full width).
+    allowed : AllowedWidths
+        The widths a group may take: multiples of ``allowed.step`` (or the
+        full width), at least ``allowed.alpha_min`` of the full width.
     objective : {"log", "linear"}
         See the module docstring.
     rounding : {"greedy", "exact"}
@@ -342,14 +308,10 @@ def solve(
     importance = np.asarray(importance, dtype=np.float64)
     if importance.shape != (len(full),):
         raise ValueError(f"expected {len(full)} importances, got shape {importance.shape}")
-    if not 0 < alpha_min <= 1:
-        raise ValueError(f"alpha_min must be in (0, 1], got {alpha_min}")
-    if round_to < 1:
-        raise ValueError(f"round_to must be a positive integer, got {round_to}")
     check_objective(objective)
     check_rounding(rounding)
-    check_feasible(cost, budget, full, alpha_min, round_to)
-    options = [allowed_widths(c, alpha_min, round_to) for c in full]
+    allowed.check_feasible(cost, budget, full)
+    options = [allowed.options(c) for c in full]
     lower = _ratios([o[0] for o in options], full)
     uniform = _uniform_start(cost, budget, lower)
     if objective == "log":

@@ -19,7 +19,7 @@ def get_device(spec: str = "local", *, benchmark_binary: str | None = None,
     """
     if spec == "local":
         if benchmark_binary or cpu_mask:
-            raise ValueError("--benchmark-binary and --cpu-mask are for phones (--device adb...)")
+            raise ValueError("`benchmark_binary` and `cpu_mask` are for phones (`device` adb...)")
         from itpl.devices.local import LocalDevice
 
         return LocalDevice()
@@ -31,4 +31,9 @@ def get_device(spec: str = "local", *, benchmark_binary: str | None = None,
                      "adb-usb[:SERIAL]")
 
 
-__all__ = ["Device", "Timing", "get_device"]
+def as_device(device: Device | str) -> Device:
+    """``device`` itself, or the device a spec names (:func:`get_device`)."""
+    return device if isinstance(device, Device) else get_device(device)
+
+
+__all__ = ["Device", "Timing", "as_device", "get_device"]

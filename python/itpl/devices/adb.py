@@ -102,7 +102,7 @@ class AdbDevice(Device):
             cpu_mask = cpu_mask.lower().removeprefix("0x")
             if not cpu_mask or any(c not in "0123456789abcdef" for c in cpu_mask) \
                     or int(cpu_mask, 16) == 0:
-                raise ValueError(f"--cpu-mask '{cpu_mask}' is not a non-zero hex mask like f0")
+                raise ValueError(f"`cpu_mask` '{cpu_mask}' is not a non-zero hex mask like f0")
         if benchmark_binary is not None and not os.path.isfile(benchmark_binary):
             raise FileNotFoundError(f"no benchmark_model binary at '{benchmark_binary}'")
         self.benchmark_binary, self.cpu_mask = benchmark_binary, cpu_mask

@@ -63,7 +63,7 @@ def build(name: str, **kwargs) -> nn.Module:
     try:
         return spec.factory(**kwargs)
     except (TypeError, ValueError) as exc:  # an unknown keyword or a value of the wrong type
-        args = " ".join(f"--model-arg {k}={v}" for k, v in kwargs.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ValueError(f"model '{name}' does not accept {args}: {exc}") from None
 
 

@@ -55,23 +55,23 @@ class ModelSource:
 def _build_factory(spec: str, kwargs: dict) -> nn.Module:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"--model '{spec}' must be a built-in name or package.module:factory")
+        raise ValueError(f"model '{spec}' must be a built-in name or package.module:factory")
     if os.getcwd() not in sys.path:  # as `python -m` does: the user's project imports
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ValueError(f"cannot import '{module_name}' for --model {spec}: "
+        raise ValueError(f"cannot import '{module_name}' for model {spec}: "
                          f"{type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ValueError(f"'{module_name}' has no callable '{attr}' (from --model {spec})")
+        raise ValueError(f"'{module_name}' has no callable '{attr}' (from model {spec})")
     try:
         model = factory(**kwargs)
     except Exception as exc:
-        raise ValueError(f"--model {spec}: the factory failed: {type(exc).__name__}: {exc}") from None
+        raise ValueError(f"model {spec}: the factory failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(f"--model {spec}: the factory returned {type(model).__name__}, "
+        raise ValueError(f"model {spec}: the factory returned {type(model).__name__}, "
                          "not a torch.nn.Module")
     return model
 
