@@ -171,3 +171,36 @@ def test_bench_result_reads_rows():
     with pytest.raises(KeyError):
         result.row("b", 4)
     assert np.isclose(result.speedup("b", batch=1), 2.0)
+
+
+def _first_norm(net):
+    return next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_pruning_with_data_measures_the_pruned_models_batch_norm(model, images):
+    """With real images, the pruned model's batch norms hold its own statistics on
+    them (the survivors' old ones were measured with the removed channels feeding
+    them); without, the kept channels' statistics stay as they were."""
+    for m in model.modules():  # statistics unlike the images' (a trained model's)
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.fill_(0.25)
+            m.running_var.fill_(2.0)
+    model.eval()
+    config = itpl.PruneConfig(samples=24, beta_scales=(1,))
+    data = images * 2 + 1
+    got = itpl.prune(model, itpl.Flops(ratio=0.5), data=data, config=config)
+    assert got.plan.settings["bn_reestimated"] == 24
+    norm = _first_norm(got.model)
+    seen = []
+    hook = norm.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    with torch.no_grad():
+        got.model.eval()(data)
+    hook.remove()
+    x = seen[0]
+    assert torch.allclose(norm.running_mean, x.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(norm.running_var, x.var((0, 2, 3), unbiased=True), rtol=1e-3)
+
+    with pytest.warns(itpl.ItplWarning):
+        blind = itpl.prune(model, itpl.Flops(ratio=0.5), config=config)
+    assert blind.plan.settings["bn_reestimated"] is None
+    assert torch.all(_first_norm(blind.model).running_mean == 0.25)

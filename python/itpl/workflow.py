@@ -201,6 +201,7 @@ def prune_module(
         return PruneResult(pruned=False, model=model, graph=graph, cost=cost, budget=target,
                            profile=profile)
     allowed.check_feasible(cost, target, graph.widths)  # before the slow part
+    real_data = data is not None
     if data is None:
         warnings.warn("no `data`: importance from random inputs carries no information about "
                       "your model; pass `data` with a few hundred real images", ItplWarning,
@@ -258,10 +259,19 @@ def prune_module(
                   "round_to": allowed.step, "objective": config.objective,
                   "rounding": config.rounding, "beta_check": beta_check,
                   "criterion": config.criterion,
-                  "weights": os.path.basename(weights) if weights else None},
+                  "weights": os.path.basename(weights) if weights else None,
+                  "bn_reestimated": int(data.shape[0]) if real_data else None},
         groups=groups,
     )
     apply_pruning(graph, channels)
+    if real_data:
+        from itpl.finetune import reestimate_bn_on
+
+        # The survivors' batch-norm statistics were measured with the removed channels
+        # feeding them: re-measured, the pruned model starts far closer to the unpruned
+        # one (ResNet-20 on shapes10: chance -> most of the accuracy). Random inputs
+        # would give statistics of noise, so without data they stay as they were.
+        reestimate_bn_on(model, data)
     return PruneResult(
         pruned=True, model=model, graph=graph, cost=cost, budget=target, plan=plan,
         importance=importance, allocation=allocation, zero_allocation=zero,
