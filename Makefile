@@ -21,7 +21,8 @@ $(STAMP): $(SOURCES)
 # The user's whole path on a model that has learned something: ResNet-20
 # trained on shapes10 (examples/resnet20-shapes10.pt; examples/shapes10.py says
 # how it was trained), pruned to 60% of its latency on this CPU with real
-# calibration images, verified, fine-tuned, scored, exported and timed.
+# calibration images, verified, fine-tuned, scored, exported (fp32 and int8),
+# scored again as exported, and timed beside the unpruned model.
 DEMO := demo-out
 R20 := resnet20 --model-arg num_classes=10
 R20_WEIGHTS := examples/resnet20-shapes10.pt
@@ -44,7 +45,16 @@ demo: install
 	    > $(DEMO)/finetuned.eval.json
 	$(PY) -m itpl export $(R20) --weights $(R20_WEIGHTS) -o $(DEMO)/resnet20.tflite
 	$(PY) -m itpl export $(LAT)-ft.plan.json -o $(LAT).tflite
-	$(PY) -m itpl bench $(DEMO)/resnet20.tflite $(LAT).tflite --json $(DEMO)/bench.json
+	$(PY) -m itpl export $(R20) --weights $(R20_WEIGHTS) -o $(DEMO)/resnet20-int8.tflite \
+	    --quantize int8 --data $(DEMO)/shapes10/train.pt
+	$(PY) -m itpl export $(LAT)-ft.plan.json -o $(LAT)-int8.tflite \
+	    --quantize int8 --data $(DEMO)/shapes10/train.pt
+	$(PY) -m itpl eval $(DEMO)/resnet20-int8.tflite --data $(DEMO)/shapes10 --split test \
+	    --json -q > $(DEMO)/unpruned-int8.eval.json
+	$(PY) -m itpl eval $(LAT)-int8.tflite --data $(DEMO)/shapes10 --split test --json -q \
+	    > $(DEMO)/finetuned-int8.eval.json
+	$(PY) -m itpl bench $(DEMO)/resnet20.tflite $(LAT).tflite $(DEMO)/resnet20-int8.tflite \
+	    $(LAT)-int8.tflite --json $(DEMO)/bench.json
 	$(PY) examples/demo_report.py $(DEMO)
 
 # The ImageNet-sized run (random weights): MobileNetV1 profiled, pruned to 54%

@@ -3,8 +3,9 @@
     python examples/demo_report.py DEMO_FOLDER [--prefix resnet20-lat60]
 
 Reads what the demo's commands wrote (``itpl eval --json`` outputs, the plan
-with its ``--verify`` record, the ``itpl bench --json`` table), prints one table
-and writes ``DEMO_FOLDER/summary.json``. It measures nothing itself.
+with its ``--verify`` record, the ``itpl bench --json`` table of the fp32 and
+int8 files), prints one table and writes ``DEMO_FOLDER/summary.json``. It
+measures nothing itself.
 """
 
 import argparse
@@ -13,6 +14,13 @@ import os
 import sys
 
 from itpl.fileio import write_json
+
+# (row label, eval file, bench row: the position of the file on the bench's command line)
+ROWS = [("unpruned ResNet-20, fp32", "unpruned.eval.json", 0),
+        ("pruned, batch norms re-measured", "pruned.eval.json", 1),
+        ("pruned + 2 epochs fine-tuning", "finetuned.eval.json", 1),
+        ("unpruned, int8", "unpruned-int8.eval.json", 2),
+        ("pruned + fine-tuned, int8", "finetuned-int8.eval.json", 3)]
 
 
 def _read(folder, name):
@@ -27,48 +35,42 @@ def _read(folder, name):
 def summarise(folder: str, prefix: str) -> dict:
     plan = _read(folder, f"{prefix}.plan.json")
     bench = _read(folder, "bench.json")
-    one = [r for r in bench["results"] if r["batch"] == 1]
-    base, pruned = one[0], one[1]
+    timed = [r for r in bench["results"] if r["batch"] == 1]
     verified = plan["budget"].get("verified") or {}
+    rows = []
+    for label, eval_file, at in ROWS:
+        score, t = _read(folder, eval_file), timed[at]
+        rows.append({"model": label, "top1": score["top1"], "test_images": score["samples"],
+                     "file": t["model"], "ms": t["median_ms"],
+                     "speedup": [t["speedup"], t["speedup_low"], t["speedup_high"]]})
     groups = plan["groups"]
     return {
-        "top1": {"unpruned": _read(folder, "unpruned.eval.json")["top1"],
-                 "pruned": _read(folder, "pruned.eval.json")["top1"],
-                 "finetuned": _read(folder, "finetuned.eval.json")["top1"]},
-        "test_images": _read(folder, "unpruned.eval.json")["samples"],
-        "latency_ms": {"unpruned": base["median_ms"], "pruned": pruned["median_ms"]},
-        "speedup": [pruned["speedup"], pruned["speedup_low"], pruned["speedup_high"]],
-        "threads": bench["device"].get("threads"),
+        "rows": rows, "threads": bench["device"].get("threads"),
         "budget_ratio": verified.get("budget_ratio", plan["budget"].get("ratio")),
-        "verified_ratio": verified.get("ratio"),
-        "met": verified.get("met"),
+        "verified_ratio": verified.get("ratio"), "met": verified.get("met"),
         "widths": {"unpruned": [g["full"] for g in groups], "pruned": [g["kept"] for g in groups],
                    "zero_importance": [g.get("zero_importance_kept") for g in groups]},
     }
 
 
 def table(s: dict) -> str:
-    t, ms = s["top1"], s["latency_ms"]
-    sp, lo, hi = s["speedup"]
-    rows = [
-        f"{'':<30} {'test top-1':>11} {'latency':>10} {'speedup':>22}",
-        f"{'unpruned ResNet-20':<30} {t['unpruned']:>11.1%} {ms['unpruned']:>7.3f} ms "
-        f"{'1.00x':>22}",
-        f"{'pruned (no fine-tuning)':<30} {t['pruned']:>11.1%} {ms['pruned']:>7.3f} ms "
-        f"{f'{sp:.2f}x (95% CI {lo:.2f}-{hi:.2f})':>22}",
-        f"{'pruned + 2 epochs fine-tuning':<30} {t['finetuned']:>11.1%} {'(same model)':>10}",
-    ]
-    moved = sum(abs(p - z) for p, z in zip(s["widths"]["pruned"], s["widths"]["zero_importance"])
-                if z is not None)
-    budget = (f"latency budget {s['budget_ratio']:.0%} of the unpruned model: verified at "
-              f"{s['verified_ratio']:.1%}, {'met' if s['met'] else 'NOT MET'}"
+    lines = [f"{'':<34} {'test top-1':>10} {'latency':>10}   {'speedup (95% CI)':<20}"]
+    for r in s["rows"]:
+        sp, lo, hi = r["speedup"]
+        lines.append(f"{r['model']:<34} {r['top1']:>10.1%} {r['ms']:>7.3f} ms   "
+                     f"{sp:.2f}x ({lo:.2f}-{hi:.2f})")
+    w = s["widths"]
+    moved = sum(abs(p - z) for p, z in zip(w["pruned"], w["zero_importance"]) if z is not None)
+    budget = (f"latency budget {s['budget_ratio']:.0%} of the unpruned model's: the pruned model "
+              f"measured {s['verified_ratio']:.1%} when verified, "
+              f"{'met' if s['met'] else 'NOT MET'}"
               if s["verified_ratio"] is not None else "latency budget not verified")
-    return "\n".join(rows + [
-        f"({s['test_images']} test images; latency on the local CPU, {s['threads']} thread(s), "
-        "timed interleaved with the unpruned model)",
+    return "\n".join(lines + [
+        f"({s['rows'][0]['test_images']} test images; latency on the local CPU, "
+        f"{s['threads']} thread, each file timed beside the unpruned fp32 one, batch 1)",
         budget,
-        f"widths {s['widths']['pruned']} of {s['widths']['unpruned']}; importance moved "
-        f"{moved} channels against uniform scaling"])
+        f"widths {w['pruned']} of {w['unpruned']}: importance moved {moved} channels "
+        f"against uniform scaling ({w['zero_importance']})"])
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,16 @@ def _labelled(args, spec: str):
     from itpl.models.source import ModelSource
     from itpl.workflow import load_any
 
+    if spec.endswith(".tflite"):  # itpl eval of an exported (fp32 or int8) file
+        from itpl.quantize import TFLiteClassifier
+
+        if args.command != "eval":
+            raise ValueError(f"'{spec}': a .tflite file can be scored (itpl eval), not trained")
+        model = TFLiteClassifier(spec)
+        data = load_split(args.data, args.split, model.input_shape,
+                          norm=preset(args.preset or "imagenet"), progress=progress(args))
+        check_classes(model, data, model.input_shape)
+        return model, model.input_shape, [data]
     model, shape, _ = load_any(spec, args.weights, args.input_shape, dict(args.model_arg))
     if spec.endswith(".json"):
         from itpl.plan import read_plan
@@ -102,7 +112,8 @@ def add_parsers(sub) -> None:
     """Add ``finetune`` and ``eval`` to the subcommands."""
     def data_args(p):
         p.add_argument("model", help="a *.plan.json (pruned model with weights), a built-in "
-                                     "name or package.module:factory")
+                                     "name or package.module:factory; eval: also an exported "
+                                     ".tflite, fp32 or int8 (preset imagenet unless --preset)")
         p.add_argument("--data", required=True,
                        help="folder with train/ and val/ (one subfolder per class), or "
                             "train.pt/val.pt (.npz) holding images and labels")

@@ -87,9 +87,10 @@ def interpreter(path: str, threads: int = 1):
     return interp
 
 
-def run_tflite(path: str, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Output of the .tflite model at ``path`` on input ``x``."""
-    interp = interpreter(path, threads)
+def run_tflite(path: str, x: np.ndarray, threads: int = 1, interp=None) -> np.ndarray:
+    """Output of the .tflite model at ``path`` on input ``x`` (through ``interp``,
+    an interpreter of that file, when given)."""
+    interp = interp or interpreter(path, threads)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     if tuple(inp["shape"]) != x.shape:
         raise ValueError(f"'{path}' takes input {tuple(inp['shape'])}, got {x.shape}")

@@ -274,3 +274,39 @@ def export_int8(model: nn.Module, input_shape, path: str, calibration: np.ndarra
                 raise ValueError(f"int8 check failed, nothing written: {check.line()}")
     fp32.path = path
     return fp32, check
+
+
+class TFLiteClassifier(torch.nn.Module):
+    """A .tflite file (fp32 or int8) as a module giving float logits, so that
+    :func:`itpl.finetune.evaluate` scores it exactly as it scores PyTorch models.
+
+    Inputs are run in chunks of the file's static batch size (the last one
+    padded); int8 files get their input quantized and their output dequantized
+    with the file's own scales (:func:`run_int8`).
+    """
+
+    def __init__(self, path: str, threads: int = 1):
+        super().__init__()
+        from itpl.export import interpreter
+
+        self.path = path
+        self.interp = interpreter(path, threads)
+        detail = self.interp.get_input_details()[0]
+        self.batch, self.input_shape = int(detail["shape"][0]), tuple(detail["shape"][1:])
+        self.int8 = np.dtype(detail["dtype"]) != np.float32
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from itpl.export import run_tflite
+
+        x = x.detach().cpu().numpy().astype(np.float32)
+        outs = []
+        for start in range(0, len(x), self.batch):
+            chunk = x[start:start + self.batch]
+            pad = self.batch - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            y = (run_int8(self.path, chunk, self.interp) if self.int8
+                 else run_tflite(self.path, chunk, interp=self.interp))
+            outs.append(y[:len(y) - pad])
+        return torch.from_numpy(np.concatenate(outs))
