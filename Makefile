@@ -94,6 +94,8 @@ bench: install demo-mobilenet
 	$(PY) bench/bench_prune.py
 	$(PY) bench/bench_latency.py
 	$(PY) bench/bench_adb.py
+	$(PY) bench/bench_int8.py
+	$(PY) bench/bench_memory.py
 	$(PY) bench/quality.py
 
 clean:
