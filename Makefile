@@ -94,7 +94,7 @@ bench: install demo-mobilenet
 	$(PY) bench/bench_prune.py
 	$(PY) bench/bench_latency.py
 	$(PY) bench/bench_adb.py
-	$(PY) bench/bench_int8.py
+	$(PY) bench/bench_int8.py --out $(DEMO)/int8-bench
 	$(PY) bench/bench_memory.py
 	$(PY) bench/quality.py
 
