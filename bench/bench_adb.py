@@ -90,16 +90,22 @@ def main(argv=None) -> dict:
         profiles = {}
         for name, device in devices.items():
             start = time.perf_counter()
+            trips = getattr(device, "round_trips", 0)
             profiles[name] = profile_model(graph, device, name=args.model, threads=args.threads,
                                            rounds=1)
             v = profiles[name].validation["random"]
             report[f"profile_{name}"] = {"seconds": time.perf_counter() - start,
                                          "within_10pct": v["within_10pct"],
                                          "within_5pct": v["within_5pct"],
-                                         "unpruned_ms": profiles[name].calibration["measured_ms"][0]}
+                                         "unpruned_ms": profiles[name].calibration["measured_ms"][0],
+                                         "round_trips": getattr(device, "round_trips", 0) - trips}
             print(f"{name:>5}: profiled in {report[f'profile_{name}']['seconds']:.0f} s; unpruned "
                   f"{report[f'profile_{name}']['unpruned_ms']:.3f} ms; validation "
-                  f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5%")
+                  f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5%"
+                  + (f"; {report[f'profile_{name}']['round_trips']} round trips to the phone"
+                     if name == "adb" else ""))
+        ratio_s = report["profile_adb"]["seconds"] / report["profile_local"]["seconds"]
+        print(f"bar (issue 18): the adb profile took {ratio_s:.2f}x the local one's time (bar 1.5x)")
         rng = np.random.default_rng(1)
         alphas = rng.uniform(0.1, 1.0, (50, len(graph.widths)))
         ratio = [profiles["adb"].cost()(a) / profiles["local"].cost()(a) for a in alphas]
