@@ -173,7 +173,8 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
                                               lambda s: np.minimum(1, ratios * s * 2),
                                               alpha_min, round_to),
     }
-    goal = budget.resolve(cost.full())
+    # as prune_model does: a latency ratio is of the unpruned model as measured in the profile
+    goal = budget.resolve(profile.reference["ms"] if budget.kind == "latency" else cost.full())
     assert solvers["nHSIC (default)"](goal) == default.allocation.widths
     solvers = {label: f for label, f in solvers.items() if label in keep}
     if device is None or budget.kind != "latency":
