@@ -37,6 +37,7 @@ def fx(tmp_path_factory):
     data[3, 0, 0, 0] = np.nan
     np.save(d / "nan.npy", data)
     (d / "notes.txt").write_text("x")
+    (d / "notes.txt.tflite").write_text("not a flatbuffer")
     (d / "empty").mkdir()
     images = torch.randn(32, 3, 16, 16)
     labels = torch.arange(32) % 4
@@ -135,6 +136,12 @@ CASES = [
                          "-o", "{out}/ft"], 1, "--lr"),
     ("finetune-nothing-to-resume", ["finetune", PLAN, "--data", "{fx}/ok", "--epochs", "1",
                                     "--resume", "-o", "{out}/ft"], 1, "nothing to resume"),
+    ("finetune-a-tflite", ["finetune", "{fx}/m.tflite", "--data", "{fx}/ok", "--epochs", "1",
+                           "-o", "{out}/ft"], 1, "can be scored (itpl eval), not trained"),
+    ("eval-missing-tflite", ["eval", "{fx}/none.tflite", "--data", "{fx}/ok"], 1,
+     "does not exist"),
+    ("eval-corrupt-tflite", ["eval", "{fx}/notes.txt.tflite", "--data", "{fx}/ok"], 1,
+     "is not a valid .tflite model"),
     ("finetune-wrong-classes", ["finetune", PLAN, "--data", "{fx}/three", "--epochs", "1",
                                 "-o", "{out}/ft"], 1, "classes"),
     ("eval-corrupt-plan", ["eval", "{fx}/corrupt.plan.json", "--data", "{fx}/ok"], 1,
