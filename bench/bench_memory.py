@@ -31,6 +31,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
 
 CHILD = r"""
 import json, resource, statistics, sys, time
@@ -101,10 +103,6 @@ def stage_commands(tmp: str) -> dict[str, list[str]]:
 
 
 def run_stage(argv: list[str], extra: dict) -> dict:
-    import time
-
-    import tempfile
-
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:  # a pipe could fill and stall the child
         proc = subprocess.Popen([sys.executable, "-m", "itpl", *argv], env=_clean_env(extra),
@@ -118,8 +116,6 @@ def run_stage(argv: list[str], extra: dict) -> dict:
 
 
 def stages(rounds: int) -> dict:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="itpl-mem-") as tmp:
         commands = stage_commands(tmp)
         got = {stage: {"default": [], "itpl": []} for stage in commands}

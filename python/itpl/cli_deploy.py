@@ -26,18 +26,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check_export_args(args)
     model, in_shape, _ = load_any(args.model, args.weights, args.input_shape, dict(args.model_arg))
 
-    lines = []
+    paths, lines = export_paths(args.output, args.batch), []
     with staged_outputs() as stage:  # all batch files appear together, or none
         if args.quantize == "int8":
-            lines = export_int8_files(args, model, in_shape, export_paths(args.output, args.batch),
-                                      stage)
-        for batch, path in export_paths(args.output, args.batch).items():
-            if args.quantize:
-                break
-            r = export_tflite(model, in_shape, stage.path(path), batch=batch)
-            lines.append(f"wrote {path}: batch {batch}, max |tflite - torch| = "
-                         f"{r.max_abs_diff:.2e}, {r.relative_diff:.1e} of the output's scale "
-                         f"(tolerance {r.rtol:.0e})")
+            lines = export_int8_files(args, model, in_shape, paths, stage)
+        else:
+            for batch, path in paths.items():
+                r = export_tflite(model, in_shape, stage.path(path), batch=batch)
+                lines.append(f"wrote {path}: batch {batch}, max |tflite - torch| = "
+                             f"{r.max_abs_diff:.2e}, {r.relative_diff:.1e} of the output's "
+                             f"scale (tolerance {r.rtol:.0e})")
     print("\n".join(lines))
     return EXIT_OK
 

@@ -184,21 +184,10 @@ def check_int8(path: str, model: nn.Module, images: np.ndarray, *,
                max_error: float = DEFAULT_MAX_ERROR,
                min_agreement: float = DEFAULT_MIN_AGREEMENT) -> Int8Check:
     """Compare the int8 file at ``path`` with ``model`` (fp32) on ``images`` (n, *shape)."""
-    from itpl.export import interpreter
-
-    interp = interpreter(path)
-    batch = int(interp.get_input_details()[0]["shape"][0])
-    images = np.asarray(images, np.float32)
-    got, want = [], []
-    for start in range(0, len(images), batch):
-        x = images[start:start + batch]
-        n = len(x)
-        if n < batch:  # the file's batch is static: pad with repeats, keep the real rows
-            x = np.concatenate([x, np.repeat(x[-1:], batch - n, axis=0)])
-        got.append(run_int8(path, x, interp)[:n])
-        with torch.no_grad():
-            want.append(model.eval()(torch.from_numpy(x[:n])).numpy())
-    got, want = np.concatenate(got).reshape(len(images), -1), np.concatenate(want).reshape(len(images), -1)
+    x = torch.from_numpy(np.asarray(images, np.float32))
+    got = TFLiteClassifier(path)(x).numpy().reshape(len(x), -1)
+    with torch.no_grad():
+        want = model.eval()(x).numpy().reshape(len(x), -1)
     norm = float(np.linalg.norm(want))
     error = float(np.linalg.norm(got - want)) / norm if norm > 0 else float("inf")
     agreement = float(np.mean(got.argmax(1) == want.argmax(1))) if want.shape[1] > 1 else None
