@@ -27,7 +27,10 @@ def main(argv=None) -> int:
         p.add_argument(f"--{split}", type=int, default=count, help=f"images (default {count})")
     args = p.parse_args(argv)
     start = time.perf_counter()
-    paths = write_splits(args.folder, {s: getattr(args, s) for s in SPLITS})
+    try:
+        paths = write_splits(args.folder, {s: getattr(args, s) for s in SPLITS})
+    except (ValueError, OSError) as exc:
+        p.error(str(exc))  # one line and exit status 2; write_splits wrote nothing
     print(f"shapes10: wrote {', '.join(paths.values())} in {time.perf_counter() - start:.0f} s")
     return 0
 
