@@ -36,16 +36,16 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import itpl  # noqa: E402
-from itpl.bench import bench_models  # noqa: E402
-from itpl.data import random_calibration  # noqa: E402
-from itpl.devices.adb import AdbDevice  # noqa: E402
-from itpl.devices.local import LocalDevice  # noqa: E402
-from itpl.export import export_tflite  # noqa: E402
-from itpl.fileio import write_json  # noqa: E402
-from itpl.graph import analyze  # noqa: E402
-from itpl.models.source import ModelSource  # noqa: E402
-from itpl.profile import profile_model  # noqa: E402
-from itpl.workflow import prune_model  # noqa: E402
+from itpl.deploy.bench import bench_models  # noqa: E402
+from itpl.deploy.devices.adb import AdbDevice  # noqa: E402
+from itpl.deploy.devices.local import LocalDevice  # noqa: E402
+from itpl.deploy.export import export_tflite  # noqa: E402
+from itpl.latency.measure import profile_model  # noqa: E402
+from itpl.model.graph import analyze  # noqa: E402
+from itpl.model.source import ModelSource  # noqa: E402
+from itpl.pipeline import prune_model  # noqa: E402
+from itpl.train.data import random_calibration  # noqa: E402
+from itpl.util.fileio import write_json  # noqa: E402
 from tests.adb_peer import LoopbackPhone  # noqa: E402
 from tests.adb_server_process import DebianAdbServer  # noqa: E402
 

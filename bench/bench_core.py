@@ -5,7 +5,7 @@ machine hits every contender alike:
 
   Gram, n = 256 samples, d = 100,352 and 401,408 features (MobileNetV1 layer
   outputs at 224 x 224), float32:
-    (a) itpl.hsic.centered_gram, once per SIMD kernel this CPU can run
+    (a) itpl.method.hsic.centered_gram, once per SIMD kernel this CPU can run
         (--kernels; e.g. avx2 and avx512 on an AVX-512 CPU, forced by name)
     (b) torch: X @ X.T, then centring
     (-) OpenBLAS ssyrk then centring: the BLAS candidate for the kernel, from
@@ -14,7 +14,7 @@ machine hits every contender alike:
         between BLAS and the hand-written kernel is the benchmark's
   nHSIC matrix of L = 14 layers (n = 256, d = 100,352 each):
     (a) itpl: one centred Gram per layer (the kernel 'auto' or ITPL_GRAM_KERNEL
-        picks), then itpl.hsic.nhsic_matrix
+        picks), then itpl.method.hsic.nhsic_matrix
     (c) the authors' approach: NumPy Gram matrices rebuilt for every pair
 
 Two rates per contender: GEMM-equivalent GFLOP/s (2 n^2 d for everyone, so
@@ -121,7 +121,7 @@ def openblas_ssyrk(threads):
 def bench_gram(n, d, threads, repeats, rng, kernels, syrk):
     import torch
 
-    from itpl import hsic
+    from itpl.method import hsic
 
     x = (rng.standard_normal((n, d), dtype=np.float32) + 0.5).astype(np.float32)
     xt = torch.from_numpy(x)
@@ -151,7 +151,7 @@ def bench_gram(n, d, threads, repeats, rng, kernels, syrk):
 
 
 def bench_matrix(n, d, layers, threads, rng):
-    from itpl import hsic
+    from itpl.method import hsic
 
     xs = [rng.standard_normal((n, d), dtype=np.float32) + rng.uniform(0, 1) for _ in range(layers)]
 
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     import torch
 
-    from itpl import hsic
+    from itpl.method import hsic
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {best_blas / big[f'itpl {k}']['median_s']:.2f}x" for k in kernels)
           + f"); 14-layer matrix {m['speedup']:.1f}x the authors' approach (bar 20x)")
     if args.json:
-        from itpl.fileio import write_json
+        from itpl.util.fileio import write_json
 
         write_json(args.json, out, indent=2)
     return 0

@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def trained_mobilenet(steps: int, out: str) -> tuple[str, str]:
     from quality import make_shapes10
 
-    from itpl.finetune import reestimate_bn_on
-    from itpl.models import build
+    from itpl.model.zoo import build
+    from itpl.train.finetune import reestimate_bn_on
 
     torch.manual_seed(0)
     data = make_shapes10(steps * 32 + 192, seed=5)
@@ -63,8 +63,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     from itpl.cli import main as itpl
-    from itpl.devices.local import LocalDevice
-    from itpl.profile_runs import measure_channel_tile
+    from itpl.deploy.devices.local import LocalDevice
+    from itpl.latency.runs import measure_channel_tile
 
     weights, calib = trained_mobilenet(args.steps, args.out)
     fp32, int8 = (os.path.join(args.out, f"mbv1-{p}.tflite") for p in ("fp32", "int8"))

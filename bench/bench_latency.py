@@ -9,7 +9,7 @@ on the local CPU, one thread, batch 1:
    and solver-like ones reported apart (none of them used in the fit).
 2. Open loop: pruned with the profile alone (no device) to 40, 55 and 70% of
    the unpruned latency, exported, and timed as a ratio to the unpruned model
-   in interleaved rounds (itpl.timing): the measured ratio against the asked one.
+   in interleaved rounds (itpl.deploy.timing): the measured ratio against the asked one.
 3. Closed loop: ``itpl prune --latency-ratio 0.54 --profile P --device local
    --verify`` (candidates timed on the device), then the exported model timed
    again beside the unpruned one here, independently of the refine step.
@@ -34,17 +34,18 @@ import torch
 
 import itpl
 from itpl.cli import main as itpl_main
-from itpl.data import random_calibration
-from itpl.devices import get_device
-from itpl.export import export_tflite
-from itpl.fileio import write_json
-from itpl.graph import analyze
-from itpl.models.source import ModelSource
-from itpl.plan import load
-from itpl.profile import profile_model, write_profile
-from itpl.profile_runs import measure_channel_tile
-from itpl.timing import Timer
-from itpl.workflow import prune_model
+from itpl.deploy.devices import get_device
+from itpl.deploy.export import export_tflite
+from itpl.deploy.timing import Timer
+from itpl.latency.measure import profile_model
+from itpl.latency.profile import write_profile
+from itpl.latency.runs import measure_channel_tile
+from itpl.model.graph import analyze
+from itpl.model.plan import load
+from itpl.model.source import ModelSource
+from itpl.pipeline import prune_model
+from itpl.train.data import random_calibration
+from itpl.util.fileio import write_json
 
 SHAPE = (3, 224, 224)
 

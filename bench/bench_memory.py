@@ -37,7 +37,7 @@ import time
 CHILD = r"""
 import json, resource, statistics, sys, time
 import itpl, torch
-from itpl.models import build
+from itpl.model.zoo import build
 torch.manual_seed(0)
 net = build("resnet20")
 opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -83,7 +83,7 @@ def _clean_env(extra: dict) -> dict:
 
 def stage_commands(tmp: str) -> dict[str, list[str]]:
     """The long stages as CLI argument lists; their inputs are made in ``tmp``."""
-    from itpl.shapes10 import write_splits
+    from itpl.train.shapes10 import write_splits
 
     data = os.path.join(tmp, "shapes10")
     write_splits(data, {"train": 2000, "val": 500, "test": 1})
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     if args.stages:
         report = stages(args.rounds)
         if args.json:
-            from itpl.fileio import write_json
+            from itpl.util.fileio import write_json
 
             write_json(args.json, report)
         return report
@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
           f"faster than glibc's default")
     report = {"rounds": results, "summary": summary, "ratio_to_tuned": ratio}
     if args.json:
-        from itpl.fileio import write_json
+        from itpl.util.fileio import write_json
 
         write_json(args.json, report)
     return report

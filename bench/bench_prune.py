@@ -4,7 +4,7 @@ solver, and peak memory, measured in one run.
   MobileNetV1 at 224 x 224, n calibration images (default 256), eval mode:
     (a) bare forward pass of the n images under no_grad (the baseline)
     (b) the whole importance stage: capture + centred Grams + nHSIC matrix
-        (itpl.importance.compute_importance), which runs that same forward pass
+        (itpl.method.importance.compute_importance), which runs that same forward pass
   Solver (SLSQP + rounding + repair) at 50% of the FLOPs: MobileNetV1 and ResNet-50.
   Peak resident memory of this process (ru_maxrss), which includes both stages.
 
@@ -27,13 +27,13 @@ import time
 import numpy as np
 import torch
 
-from itpl.cost import build_cost
-from itpl.fileio import write_json
-from itpl.graph import analyze
-from itpl.hsic import gram_kernel
-from itpl.importance import compute_importance
-from itpl.models import BUILTIN, build
-from itpl.solve import solve
+from itpl.method.hsic import gram_kernel
+from itpl.method.importance import compute_importance
+from itpl.method.solve import solve
+from itpl.model.cost import build_cost
+from itpl.model.graph import analyze
+from itpl.model.zoo import BUILTIN, build
+from itpl.util.fileio import write_json
 
 SETTLE_S = 0.3  # let OpenMP workers of the previous contender go idle (see bench_core)
 

@@ -15,7 +15,7 @@ to. At multiples of 8 this CPU's 283M model reached only 1.75x: widths between
 tiles cost the time of the next tile.
 
 int8 rows (unless ``--no-int8``): each fp32 file quantized to full int8
-(:func:`itpl.quantize.quantize_for_timing`: random calibration inputs, which
+(:func:`itpl.deploy.quantize.quantize_for_timing`: random calibration inputs, which
 set the scales but not the time), timed in the same interleaved run, so every
 row's speedup is against the fp32 baseline; a second table gives the pruned
 int8 models against the int8 baseline (ratios of speedups from the same
@@ -35,14 +35,14 @@ import tempfile
 import torch
 
 import itpl
-from itpl.bench import bench_models, format_table
-from itpl.devices import get_device
-from itpl.export import export_tflite
-from itpl.fileio import write_json
-from itpl.models.source import ModelSource
-from itpl.profile_runs import measure_channel_tile
-from itpl.quantize import quantize_for_timing
-from itpl.workflow import prune_model
+from itpl.deploy.bench import bench_models, format_table
+from itpl.deploy.devices import get_device
+from itpl.deploy.export import export_tflite
+from itpl.deploy.quantize import quantize_for_timing
+from itpl.latency.runs import measure_channel_tile
+from itpl.model.source import ModelSource
+from itpl.pipeline import prune_model
+from itpl.util.fileio import write_json
 
 # Table 3 of the paper (Pixel 2 CPU, ms at batch 1 / 4 / 8)
 PAPER = {

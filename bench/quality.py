@@ -1,6 +1,6 @@
 """Quality benchmark: do importance-driven widths beat simpler allocations?
 
-Data: shapes10 (:mod:`itpl.shapes10`: 10 classes of 32 x 32 shapes on
+Data: shapes10 (:mod:`itpl.train.shapes10`: 10 classes of 32 x 32 shapes on
 textured backgrounds, made here, deterministically, no download).
 
 An unpruned ResNet-20 (or, with ``--model vgg16-quarter``, VGG-16 at a
@@ -28,7 +28,7 @@ At the latency budget every allocation's solver runs at goals around the
 profile's prediction; all candidates are timed with the unpruned model in
 interleaved rounds, and each allocation takes its slowest candidate under the
 budget. All five are compared at the same measured latency, chosen the same
-way (itpl's own loop, :mod:`itpl.refine`, times one candidate at a time; on a
+way (itpl's own loop, :mod:`itpl.latency.refine`, times one candidate at a time; on a
 0.9 ms model the machine's noise between candidates was as large as the
 differences between allocations). Each seed draws other calibration images (256) for
 the importance, another random shape and another fine-tuning order. Reported
@@ -67,23 +67,23 @@ import time
 import numpy as np
 import torch
 
-from itpl.cost import build_cost
-from itpl.devices import get_device
-from itpl.fileio import write_json
-from itpl.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
-from itpl.graph import analyze
-from itpl.models import build
-from itpl.models.source import ModelSource
-from itpl.profile import profile_model
-from itpl.profile_runs import WholeModels
-from itpl.timing import Timer
-from itpl.prune import pruned_copy
 from itpl.budget import budget_of
 from itpl.config import PruneConfig
-from itpl.shapes10 import SIZE, make_shapes10
-from itpl.solve import solve
-from itpl.widths import AllowedWidths, allowed_widths
-from itpl.workflow import prune_model
+from itpl.deploy.devices import get_device
+from itpl.deploy.timing import Timer
+from itpl.latency.measure import profile_model
+from itpl.latency.runs import WholeModels
+from itpl.method.solve import solve
+from itpl.method.widths import AllowedWidths, allowed_widths
+from itpl.model.cost import build_cost
+from itpl.model.graph import analyze
+from itpl.model.source import ModelSource
+from itpl.model.surgery import pruned_copy
+from itpl.model.zoo import build
+from itpl.pipeline import prune_model
+from itpl.train.finetune import FinetuneConfig, evaluate, finetune, reestimate_bn
+from itpl.train.shapes10 import SIZE, make_shapes10
+from itpl.util.fileio import write_json
 
 # Models the bench can train: label -> (built-in name, constructor arguments).
 MODELS = {
@@ -130,7 +130,7 @@ def allocations(model, source, data, cost, budget, seed, *, alpha_min=0.1, round
                 profile=None, device=None, keep=None):
     """The allocations of one budget (all five, or the labels in ``keep``), as widths per group.
 
-    itpl's default is what :func:`itpl.workflow.prune_model` solves with its
+    itpl's default is what :func:`itpl.pipeline.prune_model` solves with its
     importance. For a latency budget with a ``device``, every allocation's
     solver is run at goals around the profile's prediction, all candidates
     and the unpruned model are timed in interleaved rounds, and each
@@ -224,7 +224,7 @@ def _allocation_labels(text):
 
 def time_interleaved(graph, device, widths_list, rounds=5):
     """Ms of each width list and of the unpruned model, each timed as a ratio to the
-    unpruned model in interleaved rounds (itpl.timing), so the drift cancels."""
+    unpruned model in interleaved rounds (itpl.deploy.timing), so the drift cancels."""
     models = list(dict.fromkeys([tuple(graph.widths), *map(tuple, widths_list)]))
     with tempfile.TemporaryDirectory() as tmp:
         whole = WholeModels(graph, 1, tmp)

@@ -48,8 +48,8 @@ def macs(model: nn.Module, shape) -> int:
 
 
 def run(name: str, export: bool = True) -> str:
-    from itpl.export import export_tflite
-    from itpl.models.source import ModelSource
+    from itpl.deploy.export import export_tflite
+    from itpl.model.source import ModelSource
     import itpl
 
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from itpl.fileio import write_json
+from itpl.util.fileio import write_json
 
 # (row label, eval file, bench row: the position of the file on the bench's command line)
 ROWS = [("unpruned ResNet-20, fp32", "unpruned.eval.json", 0),

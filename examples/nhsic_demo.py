@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from itpl import hsic
+from itpl.method import hsic
 
 
 def small_cnn() -> nn.Sequential:

@@ -1,4 +1,4 @@
-"""Write the shapes10 data set (itpl.shapes10) as train.pt / val.pt / test.pt.
+"""Write the shapes10 data set (itpl.train.shapes10) as train.pt / val.pt / test.pt.
 
     python examples/shapes10.py OUT_FOLDER [--train 6000] [--val 1000] [--test 5000]
 
@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from itpl.shapes10 import SPLITS, write_splits
+from itpl.train.shapes10 import SPLITS, write_splits
 
 
 def main(argv=None) -> int:

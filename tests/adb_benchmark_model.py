@@ -4,7 +4,7 @@
 It takes the real tool's flags (--graph, --num_threads, --warmup_runs,
 --warmup_min_secs, --num_runs, --min_secs, --max_secs, --enable_op_profiling),
 times the model with the LiteRT interpreter on this CPU, and prints what the
-real tool prints (layouts and their sources: itpl/devices/benchmark_output.py):
+real tool prints (layouts and their sources: itpl/deploy/devices/benchmark_output.py):
 
 - ITPL_STANDIN_LAYOUT unset or "tflite": TFLite's tool, INFO-prefixed lines, a
   statistics line per phase and the 'Inference timings in us' summary;

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from itpl.cli import main
-from itpl.devices import get_device
-from itpl.devices.adb import BINARY_HELP, AdbDevice, DeviceError, parse_spec
-from itpl.graph import analyze
-from itpl.profile import profile_model, read_profile
-from itpl.tflite_models import LayerShape, micro_model
+from itpl.deploy.devices import get_device
+from itpl.deploy.devices.adb import BINARY_HELP, AdbDevice, DeviceError, parse_spec
+from itpl.deploy.flatbuffer import LayerShape, micro_model
+from itpl.latency.measure import profile_model
+from itpl.latency.profile import read_profile
+from itpl.model.graph import analyze
 from tests.adb_peer import LoopbackPhone
 from tests.adb_server_process import DebianAdbServer, free_port
 from tests.small_models import ResidualNet
@@ -124,7 +125,7 @@ def test_time_model_pushes_runs_and_removes(phone, tmp_path):
 
 
 def test_a_timing_sequence_is_one_round_trip(phone, tmp_path):
-    from itpl.timing import Timer
+    from itpl.deploy.timing import Timer
 
     ref, model = tmp_path / "ref.tflite", tmp_path / "m.tflite"
     ref.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 32))

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from itpl.devices import get_device
-from itpl.devices.adb import AdbDevice, DeviceError
-from itpl.devices.adb_server import AdbServer, server_port
-from itpl.tflite_models import LayerShape, micro_model
+from itpl.deploy.devices import get_device
+from itpl.deploy.devices.adb import AdbDevice, DeviceError
+from itpl.deploy.devices.adb_server import AdbServer, server_port
+from itpl.deploy.flatbuffer import LayerShape, micro_model
 from tests.adb_peer import LoopbackPhone
 from tests.adb_server_process import DebianAdbServer, free_port
 

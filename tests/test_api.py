@@ -156,10 +156,12 @@ def test_public_names_and_a_light_import():
     assert all(getattr(itpl, name) is not None for name in itpl.__all__)
     code = ("import sys, itpl; itpl.Flops(ratio=0.5); itpl.PruneConfig(); "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy import'; "
-            "from itpl.profile import read_profile; from itpl.bench import format_table; "
-            "import itpl.prune; "
+            "from itpl.latency.profile import read_profile; from itpl.deploy.bench import format_table; "
+            "import itpl.model.surgery, importlib.util; "
             "assert callable(itpl.profile) and callable(itpl.bench) and callable(itpl.prune), "
-            "'a submodule hid a public function'")
+            "'a submodule hid a public function'; "
+            "assert not [n for n in itpl.__all__ if n != '__version__' "
+            "and importlib.util.find_spec('itpl.' + n)], 'a module named like a public name'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=README.parent)
 
 

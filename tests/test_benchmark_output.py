@@ -3,13 +3,13 @@
 Fixtures marked REAL are console output pasted in public GitHub issues and
 docs, quoted verbatim (source named above each; "[...]" marks where the paste
 was cut). Fixtures marked SOURCE are written from the printing code itself at
-the commits cited in itpl/devices/benchmark_output.py, for the cases no paste
+the commits cited in itpl/deploy/devices/benchmark_output.py, for the cases no paste
 shows (percentiles, the op profile ahead of the summary, LiteRT's full run).
 """
 
 import pytest
 
-from itpl.devices.benchmark_output import parse_benchmark_output, parse_ops
+from itpl.deploy.devices.benchmark_output import parse_benchmark_output, parse_ops
 
 # REAL: tensorflow/tensorflow#73862 (2024, TF tools built from source, INFO: prefix).
 TFLITE_INFO = """\

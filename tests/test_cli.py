@@ -2,8 +2,8 @@ import json
 import subprocess
 import sys
 
-from itpl import hsic
 from itpl.cli import main
+from itpl.method import hsic
 
 
 def test_info_json(capsys):
@@ -26,7 +26,7 @@ def test_console_script_runs():
 
 
 def test_library_messages_name_flags():
-    from itpl.cli_args import flag_message
+    from itpl.cli.args import flag_message
 
     flags = {"--alpha-min", "--latency-ms", "--data"}
     assert (flag_message("lower `alpha_min`; `ms` too small; no `data`; `objective` x", flags)

@@ -190,7 +190,7 @@ def test_at_least_forty_cases():
 def test_failed_rename_leaves_no_temp_file(tmp_path):
     """A target that turns into a folder while the work runs fails the whole set
     before any rename, and every temp file goes."""
-    from itpl.fileio import staged_outputs
+    from itpl.util.fileio import staged_outputs
 
     with pytest.raises(ValueError, match="existing folder"):
         with staged_outputs() as stage:
@@ -202,7 +202,7 @@ def test_failed_rename_leaves_no_temp_file(tmp_path):
 
 
 def test_rename_failure_midway_removes_the_temp_files(tmp_path, monkeypatch):
-    from itpl import fileio
+    from itpl.util import fileio
 
     calls = []
 
@@ -220,7 +220,7 @@ def test_rename_failure_midway_removes_the_temp_files(tmp_path, monkeypatch):
 def test_nan_never_reaches_json(tmp_path):
     import json
 
-    from itpl.fileio import write_json
+    from itpl.util.fileio import write_json
 
     write_json(str(tmp_path / "h.json"), {"kl": [float("nan"), 1.0], "x": float("inf")})
     assert json.loads((tmp_path / "h.json").read_text()) == {"kl": [None, 1.0], "x": None}
@@ -271,7 +271,7 @@ def test_ctrl_c_inside_a_gc_callback_is_not_lost():
     import gc
     import threading
 
-    from itpl import interrupt
+    from itpl.util import interrupt
 
     previous = signal.getsignal(signal.SIGINT)
     swallowed = []

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from itpl.data import PRESETS, list_images, load_calibration, preset, random_calibration
+from itpl.train.data import PRESETS, list_images, load_calibration, preset, random_calibration
 
 
 def _folder(tmp_path, count=6, size=(40, 30)):

@@ -1,4 +1,4 @@
-"""Exact integer widths (itpl.discrete) against enumeration of every choice."""
+"""Exact integer widths (itpl.method.rounding) against enumeration of every choice."""
 
 import itertools
 import math
@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from itpl.cost import QuadraticCost
-from itpl.discrete import best_widths
-from itpl.solve import solve
-from itpl.widths import allowed_widths
+from itpl.method.rounding import best_widths
+from itpl.method.solve import solve
+from itpl.method.widths import allowed_widths
+from itpl.model.cost import QuadraticCost
 from tests.test_solve_prune import _chain_cost
 
 

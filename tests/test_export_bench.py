@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from itpl import models
-from itpl.bench import tflite_batch
 from itpl.cli import main
-from itpl.export import export_tflite, run_tflite
+from itpl.deploy.bench import tflite_batch
+from itpl.deploy.export import export_tflite, run_tflite
+from itpl.model import zoo as models
 
 
 def _run(capsys, *argv):

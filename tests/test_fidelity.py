@@ -1,4 +1,4 @@
-"""The label-free output check that chooses beta (itpl.fidelity) and Eq. 9 at another beta."""
+"""The label-free output check that chooses beta (itpl.method.beta) and Eq. 9 at another beta."""
 
 import copy
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from itpl.cost import build_cost
-from itpl.fidelity import CHECK_SAMPLES, choose_beta, output_divergence
-from itpl.graph import analyze
-from itpl.importance import compute_importance, with_beta
-from itpl.prune import pruned_copy
-from itpl.solve import solve
-from itpl.widths import AllowedWidths
+from itpl.method.beta import CHECK_SAMPLES, choose_beta, output_divergence
+from itpl.method.importance import compute_importance, with_beta
+from itpl.method.solve import solve
+from itpl.method.widths import AllowedWidths
+from itpl.model.cost import build_cost
+from itpl.model.graph import analyze
+from itpl.model.surgery import pruned_copy
 from tests.small_models import ResidualNet
 
 SHAPE = (3, 16, 16)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from itpl.cli import main
-from itpl.data import LabelledData, load_split
-from itpl.finetune import FinetuneConfig, evaluate, finetune, lr_at
-from itpl.models import build
+from itpl.model.zoo import build
+from itpl.train.data import LabelledData, load_split
+from itpl.train.finetune import FinetuneConfig, evaluate, finetune, lr_at
 
 
 def quadrant_data(n: int, seed: int, size: int = 32) -> LabelledData:
@@ -220,7 +220,7 @@ def test_torchrun_runs_the_same_loop_distributed(data_dir, tmp_path):
 
 
 def test_reestimate_bn_measures_the_data():
-    from itpl.finetune import reestimate_bn
+    from itpl.train.finetune import reestimate_bn
 
     data = quadrant_data(96, 7)
     model = _model()

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from itpl import _core, hsic
+from itpl import _core
+
+from itpl.method import hsic
 from tests import reference as ref
 from tests.conftest import KERNELS
 

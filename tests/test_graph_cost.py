@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from itpl import models
 from itpl.budget import parse_amount
-from itpl.cost import build_cost, format_amount
-from itpl.graph import analyze
-from itpl.prune import apply_pruning, select_channels
-from itpl.widths import allowed_widths
+from itpl.method.widths import allowed_widths
+from itpl.model import zoo as models
+from itpl.model.cost import build_cost, format_amount
+from itpl.model.graph import analyze
+from itpl.model.surgery import apply_pruning, select_channels
 from tests.macs import count
 from tests.small_models import ConcatNet, ResidualNet
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from itpl.graph import analyze
-from itpl.importance import compute_importance, importance_from_nhsic
+from itpl.method.importance import compute_importance, importance_from_nhsic
+from itpl.model.graph import analyze
 from tests import reference
 from tests.small_models import ConcatNet, ResidualNet
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from itpl.cli import main
-from itpl.export import interpreter
-from itpl.graph import analyze
-from itpl.profile import Profile, check_precision, read_profile
-from itpl.profile_runs import WholeModels
-from itpl.quantize import check_int8, export_int8, precision_of, split_images, weight_types
+from itpl.deploy.export import interpreter
+from itpl.deploy.quantize import check_int8, export_int8, precision_of, split_images, weight_types
+from itpl.latency.profile import Profile, check_precision, read_profile
+from itpl.latency.runs import WholeModels
+from itpl.model.graph import analyze
 from tests.small_models import ResidualNet
 
 

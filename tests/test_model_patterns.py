@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import itpl
-from itpl.graph import analyze
-from itpl.models.source import ModelSource
-from itpl.workflow import prune_model
+from itpl.model.graph import analyze
+from itpl.model.source import ModelSource
+from itpl.pipeline import prune_model
 from tests import small_models
 from tests.macs import count
 
@@ -71,7 +71,7 @@ def test_conv_classifier_output_width_is_never_pruned():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PATTERNS)
 def test_pattern_exports_with_a_relative_check(name, tmp_path):
-    from itpl.export import export_tflite
+    from itpl.deploy.export import export_tflite
 
     _, result = _prune(name)
     shape = getattr(small_models, name)().input_shape
@@ -83,7 +83,7 @@ def test_pattern_exports_with_a_relative_check(name, tmp_path):
 def test_export_check_is_relative_to_tiny_outputs(tmp_path, monkeypatch):
     """Outputs of ~1e-12 (random init, scaled weights) wrong by 1% of their scale
     are refused: an absolute tolerance of 1e-3 would pass them."""
-    from itpl import export
+    from itpl.deploy import export
 
     model = small_models.ResidualNet().eval()
     with torch.no_grad():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from itpl import models
+from itpl.model import zoo as models
 from tests.macs import count
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
 
-from itpl import hsic
+from itpl.method import hsic
 from tests import reference as ref
 
 

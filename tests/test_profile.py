@@ -10,17 +10,18 @@ import pytest
 
 import itpl
 from itpl.cli import main
-from itpl.cost import QuadraticCost
-from itpl.devices.local import LocalDevice
-from itpl.graph import analyze
-from itpl.profile import check_device, check_profile, profile_model, read_profile, write_profile
-from itpl.profile_fit import add_layer as _add_layer
-from itpl.profile_fit import columns as _columns
-from itpl.profile_fit import fit_layer as _fit
-from itpl.profile_fit import grid as _grid
-from itpl.profile_runs import (PROBE_WIDTHS as _PROBE_WIDTHS, PROBES as _PROBES, TILES,
+from itpl.deploy.devices.local import LocalDevice
+from itpl.latency.fit import add_layer as _add_layer
+from itpl.latency.fit import columns as _columns
+from itpl.latency.fit import fit_layer as _fit
+from itpl.latency.fit import grid as _grid
+from itpl.latency.measure import profile_model
+from itpl.latency.profile import check_device, check_profile, read_profile, write_profile
+from itpl.latency.runs import (PROBE_WIDTHS as _PROBE_WIDTHS, PROBES as _PROBES, TILES,
                                SampleCache, channel_tile, measure_channel_tile)
-from itpl.widths import allowed_widths
+from itpl.method.widths import allowed_widths
+from itpl.model.cost import QuadraticCost
+from itpl.model.graph import analyze
 from tests.small_models import ConcatNet, ResidualNet
 
 FAST = dict(grid=2, calibrate=8, validate=3, rounds=1, round_to=8)

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import itpl
-from itpl import models
 from itpl.cli import main
-from itpl.plan import read_plan
+from itpl.model import zoo as models
+from itpl.model.plan import read_plan
 from tests.macs import count
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from itpl.data import load_calibration, load_split
-from itpl.shapes10 import CLASSES, make_shapes10, write_splits
+from itpl.train.data import load_calibration, load_split
+from itpl.train.shapes10 import CLASSES, make_shapes10, write_splits
 
 
 def test_same_seed_same_images_other_seed_other_images():

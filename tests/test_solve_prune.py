@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from itpl.cost import QuadraticCost
-from itpl.graph import analyze
-from itpl.prune import apply_pruning, select_channels
-from itpl.solve import solve
-from itpl.widths import AllowedWidths, allowed_widths
+from itpl.method.solve import solve
+from itpl.method.widths import AllowedWidths, allowed_widths
+from itpl.model.cost import QuadraticCost
+from itpl.model.graph import analyze
+from itpl.model.surgery import apply_pruning, select_channels
 from tests.small_models import ConcatNet, ResidualNet
 
 

@@ -8,12 +8,12 @@ import copy
 import numpy as np
 import pytest
 
-from itpl.export import export_tflite, interpreter
-from itpl.graph import analyze
-from itpl.models import build
-from itpl.prune import apply_pruning, select_channels
-from itpl.widths import allowed_widths
-from itpl.tflite_models import LayerShape, compute_ops, micro_model, read_model, resize_model
+from itpl.deploy.export import export_tflite, interpreter
+from itpl.deploy.flatbuffer import LayerShape, compute_ops, micro_model, read_model, resize_model
+from itpl.method.widths import allowed_widths
+from itpl.model.graph import analyze
+from itpl.model.surgery import apply_pruning, select_channels
+from itpl.model.zoo import build
 from tests.small_models import ResidualNet
 
 

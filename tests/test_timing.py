@@ -1,4 +1,4 @@
-"""Drift-cancelling timing (itpl.timing) and the statistics built on it: the
+"""Drift-cancelling timing (itpl.deploy.timing) and the statistics built on it: the
 interleaving, ratios on the real LiteRT device, a device whose speed jumps,
 stability reporting, confidence intervals and the regression gate."""
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from itpl import models
-from itpl.bench import SIGNIFICANCE, bench_models, compare
-from itpl.devices.base import Device
-from itpl.devices.local import LocalDevice
-from itpl.export import export_tflite
-from itpl.timing import Relative, Spread, Timer, median_interval
+from itpl.deploy.bench import SIGNIFICANCE, bench_models, compare
+from itpl.deploy.devices.base import Device
+from itpl.deploy.devices.local import LocalDevice
+from itpl.deploy.export import export_tflite
+from itpl.deploy.timing import Relative, Spread, Timer, median_interval
+from itpl.model import zoo as models
 
 
 class Drifting(Device):
@@ -199,7 +199,7 @@ def test_relative_precision_from_the_interval():
 def test_an_unstable_device_is_reported_with_what_to_do(two_models):
     from types import SimpleNamespace
 
-    from itpl.bench import format_table
+    from itpl.deploy.bench import format_table
     from itpl.report import stability_warning
 
     a, a2 = two_models

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from itpl.cli import main
-from itpl.shapes10 import write_splits
+from itpl.train.shapes10 import write_splits
 
 WEIGHTS = str(Path(__file__).resolve().parents[1] / "examples" / "resnet20-shapes10.pt")
 R20 = ["--model-arg", "num_classes=10"]

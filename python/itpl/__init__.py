@@ -29,8 +29,6 @@ Example
 """
 
 import importlib
-import sys
-import types
 
 from itpl._memory import keep_freed_memory
 
@@ -46,37 +44,18 @@ _PUBLIC = {
     "prune": "itpl.api",
     "profile": "itpl.api",
     "load": "itpl.api",
-    "PruneResult": "itpl.workflow",
+    "PruneResult": "itpl.pipeline",
     "PruneConfig": "itpl.config",
     "ItplWarning": "itpl.config",
-    "AllowedWidths": "itpl.widths",
+    "AllowedWidths": "itpl.method.widths",
     "Flops": "itpl.budget",
     "Params": "itpl.budget",
     "Latency": "itpl.budget",
-    "convert": "itpl.deploy",
-    "TFLiteModel": "itpl.deploy",
-    "bench": "itpl.deploy",
-    "BenchResult": "itpl.deploy",
+    "convert": "itpl.api_deploy",
+    "TFLiteModel": "itpl.api_deploy",
+    "bench": "itpl.api_deploy",
+    "BenchResult": "itpl.api_deploy",
 }
-
-
-
-
-class _Package(types.ModuleType):
-    """The package, whose public functions ``prune``, ``profile`` and ``bench`` share
-    their names with implementation modules (prune.py, profile.py, bench.py) until the
-    split into subpackages. Importing such a module would make it the package's
-    attribute, hiding the function: that one assignment is dropped, so ``itpl.profile``
-    stays the function. Import those modules as ``from itpl.profile import name``,
-    never ``from itpl import profile``."""
-
-    def __setattr__(self, name, value):
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name):
@@ -85,7 +64,7 @@ def __getattr__(name):
         globals()[name] = value  # later lookups skip this function
         return value
     if name == "hsic":  # NumPy and the C++ core
-        return importlib.import_module("itpl.hsic")
+        return importlib.import_module("itpl.method.hsic")
     if name == "__version__":  # importlib.metadata: 0.3 s on a loaded machine
         from importlib.metadata import PackageNotFoundError, version
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from itpl.budget import Budget
 from itpl.config import PruneConfig
-from itpl.widths import AllowedWidths
+from itpl.method.widths import AllowedWidths
 
 
 def _class_path(model: nn.Module) -> str:
@@ -28,8 +28,8 @@ def _resolve(model, *, weights=None, input_shape=None, data=None):
     The caller's module is copied, never changed. Its input shape comes from
     ``input_shape``, the model's ``input_shape`` attribute or a tensor ``data``.
     """
-    from itpl.models.source import ModelSource, load_weights
-    from itpl.workflow import load_model
+    from itpl.model.source import ModelSource, load_weights
+    from itpl.pipeline import load_model
 
     shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
     if shape is None and hasattr(data, "shape") and len(data.shape) > 1:
@@ -59,7 +59,7 @@ def _calibration(data, shape, config: PruneConfig, preset_name):
     """``(batch or None, label)`` from a tensor, an array or a path (as ``--data``)."""
     if data is None:
         return None, None
-    from itpl.data import calibration_tensor, load_calibration, preset
+    from itpl.train.data import calibration_tensor, load_calibration, preset
 
     name = config.preset or preset_name or "imagenet"
     if isinstance(data, (str, os.PathLike)):
@@ -120,7 +120,7 @@ def prune(model, budget: Budget, *, data=None, profile=None, device=None,
     >>> result = itpl.prune(model, itpl.Flops(ratio=0.5), data=images)  # doctest: +SKIP
     >>> result.save("net-pruned")  # doctest: +SKIP
     """
-    from itpl.workflow import prune_module
+    from itpl.pipeline import prune_module
 
     if not isinstance(budget, Budget):
         raise TypeError("budget must be itpl.Flops, itpl.Params or itpl.Latency, not "
@@ -130,15 +130,15 @@ def prune(model, budget: Budget, *, data=None, profile=None, device=None,
                                                         input_shape=input_shape, data=data)
     batch, label = _calibration(data, shape, config, preset_name)
     if device is not None:
-        from itpl.devices import as_device
+        from itpl.deploy.devices import as_device
 
         device = as_device(device)
     if isinstance(profile, (str, os.PathLike)):
-        from itpl.profile import read_profile
+        from itpl.latency.profile import read_profile
 
         profile = read_profile(os.fspath(profile))
     if budget.kind == "latency" and profile is None and device is not None:
-        from itpl.profile import profile_model
+        from itpl.latency.measure import profile_model
 
         def make_profile(graph):  # made once the graph is known, in memory
             return profile_model(graph, device, name=name, kwargs=kwargs, threads=1,
@@ -175,16 +175,16 @@ def profile(model, *, device="local", path: str | None = None, input_shape=None,
         The widths sampled; ``round_to`` None: the device's channel tile.
     grid, calibrate, validate, seed, rounds
         As ``itpl profile --grid/--calibrate/--validate/--seed/--rounds``; see
-        :func:`itpl.profile.profile_model`.
+        :func:`itpl.latency.measure.profile_model`.
 
     Returns
     -------
     Profile
         Pass it to :func:`prune` with a :class:`Latency` budget.
     """
-    from itpl.devices import as_device
-    from itpl.graph import analyze
-    from itpl.profile import profile_model, profile_to_file
+    from itpl.deploy.devices import as_device
+    from itpl.latency.measure import profile_model, profile_to_file
+    from itpl.model.graph import analyze
 
     module, shape, name, kwargs, _ = _resolve(model, weights=weights, input_shape=input_shape)
     widths = widths or AllowedWidths()
@@ -204,7 +204,7 @@ def load(plan, weights: str | None = None, *, model: nn.Module | None = None) ->
     ----------
     plan : str or Plan
         A ``*.plan.json`` file (from ``itpl prune`` or :meth:`PruneResult.save`),
-        or a :class:`~itpl.plan.Plan`.
+        or a :class:`~itpl.model.plan.Plan`.
     weights : str, optional
         The pruned state_dict; default the plan's, beside the plan file.
     model : torch.nn.Module, optional
@@ -217,6 +217,6 @@ def load(plan, weights: str | None = None, *, model: nn.Module | None = None) ->
     torch.nn.Module
         The pruned model in eval mode.
     """
-    from itpl.plan import load as load_plan
+    from itpl.model.plan import load as load_plan
 
     return load_plan(plan, weights, model=copy.deepcopy(model) if model is not None else None)

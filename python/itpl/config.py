@@ -6,11 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from itpl.widths import AllowedWidths
-
-OBJECTIVES = ("linear", "log")
-ROUNDINGS = ("exact", "greedy")
-CRITERIA = ("l1", "fpgm")
+from itpl.method import OBJECTIVES, ROUNDINGS
+from itpl.method.widths import AllowedWidths
+from itpl.model import CRITERIA
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +38,7 @@ class PruneConfig:
         ``log``: uniform scaling tilted by mean importance (default);
         ``linear``: the paper's Eq. 11 over summed importance.
     rounding : {"greedy", "exact"}
-        How continuous widths become allowed ones (see :func:`itpl.solve.solve`).
+        How continuous widths become allowed ones (see :func:`itpl.method.solve.solve`).
     criterion : {"l1", "fpgm"}
         Which channels a group keeps.
     threads : int, optional

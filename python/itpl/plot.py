@@ -20,7 +20,7 @@ def _pyplot():
 
 
 def _save(fig, path: str, stage=None) -> None:
-    from itpl.fileio import staged_outputs
+    from itpl.util.fileio import staged_outputs
 
     if stage is not None:
         fig.savefig(stage.path(path), dpi=120, bbox_inches="tight", format="png")
@@ -32,7 +32,7 @@ def _save(fig, path: str, stage=None) -> None:
 def write_plots(result, folder: str, stage=None) -> list[str]:
     """Write ``nhsic.png`` and ``widths.png`` into ``folder``; return their paths.
 
-    With ``stage`` (:func:`itpl.fileio.staged_outputs`) they appear together
+    With ``stage`` (:func:`itpl.util.fileio.staged_outputs`) they appear together
     with the stage's other files, or not at all.
     """
     plt = _pyplot()

@@ -3,8 +3,8 @@ what importance changed against the zero-importance widths) and of a profile."""
 
 from __future__ import annotations
 
-from itpl.cost import format_amount
-from itpl.timing import UNSTABLE_ADVICE
+from itpl.deploy.timing import UNSTABLE_ADVICE
+from itpl.model.cost import format_amount
 
 
 def summary_lines(result) -> list[str]:
