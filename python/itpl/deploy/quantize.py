@@ -37,7 +37,7 @@ PRECISIONS = ("fp32", "int8")
 # are much worse (20-35% even with batch norms re-estimated): they are no test.
 DEFAULT_MAX_ERROR = 0.10  # ||int8 - fp32|| / ||fp32|| over the held-out outputs
 DEFAULT_MIN_AGREEMENT = 0.90  # share of held-out images with the same top-1 class
-NO_DATA = ("int8 export needs calibration images (--data): activation scales are set from "
+NO_DATA = ("int8 export needs calibration images (`data`): activation scales are set from "
            "the ranges seen on them, and random inputs give ranges unlike real images "
            "(clipped or coarse activations)")
 

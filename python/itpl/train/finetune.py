@@ -46,13 +46,13 @@ class FinetuneConfig:
 
     def check(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("--epochs and --batch-size must be at least 1")
+            raise ValueError("`epochs` and `batch_size` must be at least 1")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError("--lr must be positive, --weight-decay >= 0, --momentum in [0, 1)")
+            raise ValueError("`lr` must be positive, `weight_decay` >= 0, `momentum` in [0, 1)")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.kd_weight <= 1:
-            raise ValueError("--label-smoothing must be in [0, 1) and --kd-weight in [0, 1]")
+            raise ValueError("`label_smoothing` must be in [0, 1) and `kd_weight` in [0, 1]")
         if not self.kd_temperature > 0:
-            raise ValueError("--kd-temperature must be positive")
+            raise ValueError("`kd_temperature` must be positive")
 
 
 @dataclass
@@ -97,7 +97,7 @@ def check_classes(model: nn.Module, data: LabelledData, input_shape) -> None:
         raise ValueError(f"the model predicts {outputs} classes but the data has "
                          f"{len(data.classes)} ({', '.join(data.classes[:5])}"
                          f"{', ...' if len(data.classes) > 5 else ''}); build the model with "
-                         f"--model-arg num_classes={len(data.classes)} or use matching data")
+                         f"`model_arg` num_classes={len(data.classes)} or use matching data")
 
 
 def _world() -> tuple[int, int]:
@@ -214,7 +214,7 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
         raise ValueError(f"train and val classes differ ({len(train.classes)} vs "
                          f"{len(val.classes)}); both splits need the same class folders")
     if config.kd_weight > 0 and teacher is None:
-        raise ValueError("--kd-weight needs a teacher (--teacher)")
+        raise ValueError("`kd_weight` needs a `teacher`")
     rank, world = _world()
     net = model
     if world > 1:
@@ -235,13 +235,13 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # no pickled code
         except Exception as exc:  # noqa: B902 - torch raises pickle, zip and runtime errors
             raise ValueError(f"cannot read '{ckpt_path}' ({type(exc).__name__}); it is damaged: "
-                             "start again without --resume") from None
+                             "start again without `resume`") from None
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"'{ckpt_path}' is not an itpl finetune checkpoint")
         saved = dict(ckpt["config"], epochs=config.epochs)
         if saved != dict(asdict(config)):
             changed = sorted(k for k in saved if saved[k] != asdict(config)[k])
-            raise ValueError(f"--resume with other settings than the interrupted run "
+            raise ValueError(f"`resume` with other settings than the interrupted run "
                              f"({', '.join(changed)}); use the same options")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -283,7 +283,7 @@ def finetune(model: nn.Module, train: LabelledData, val: LabelledData, config: F
             if not bool(torch.isfinite(loss.detach())):  # it would poison every weight
                 raise ValueError(
                     f"training loss became {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1} "
-                    f"(learning rate {lr:.3g}): check the data for NaN/Inf or lower --lr"
+                    f"(learning rate {lr:.3g}): check the data for NaN/Inf or lower `lr`"
                     + ("; the best weights so far stay in " + f"'{out}.pt'"
                        if result.best_epoch else ""))
             opt.zero_grad(set_to_none=True)
