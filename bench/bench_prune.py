@@ -11,9 +11,12 @@ solver, and peak memory, measured in one run.
 Bars: importance <= 1.3x forward (issue 17; 1.5x in issue 3), solver < 0.5 s
 for ResNet-50, peak RSS < 4 GB. Forward and importance runs alternate so drift
 hits both. The Gram kernel is the one 'auto' picks, or ITPL_GRAM_KERNEL's
-(e.g. ITPL_GRAM_KERNEL=avx2 on an AVX-512 CPU).
+(e.g. ITPL_GRAM_KERNEL=avx2 on an AVX-512 CPU); --kernels times the importance
+stage once per named kernel in every round (e.g. --kernels avx512,avx512bf16),
+each against the forward pass of its round.
 
-    python bench/bench_prune.py [--samples 256] [--repeats 3] [--threads N] [--json out.json]
+    python bench/bench_prune.py [--samples 256] [--repeats 3] [--threads N]
+                                [--kernels K1,K2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from itpl.method.hsic import gram_kernel
+from itpl.method.hsic import KERNEL_ENV, gram_kernel
 from itpl.method.importance import compute_importance
 from itpl.method.solve import solve
 from itpl.model.cost import build_cost
@@ -50,9 +53,12 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--kernels", help="Gram kernels to time the importance stage with, "
+                   "comma-separated (default: the one 'auto' or ITPL_GRAM_KERNEL picks)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    kernels = [gram_kernel(k) for k in args.kernels.split(",")] if args.kernels else [None]
 
     model = build("mobilenet_v1").eval()
     graph = analyze(model, BUILTIN["mobilenet_v1"].input_shape)
@@ -63,15 +69,34 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             model(x)
 
-    def importance():
-        compute_importance(graph, x, num_threads=args.threads)
+    def importance(kernel):
+        def run():
+            if kernel is None:
+                compute_importance(graph, x, num_threads=args.threads)
+                return
+            before = os.environ.get(KERNEL_ENV)
+            os.environ[KERNEL_ENV] = kernel
+            try:
+                compute_importance(graph, x, num_threads=args.threads)
+            finally:
+                if before is None:
+                    del os.environ[KERNEL_ENV]
+                else:
+                    os.environ[KERNEL_ENV] = before
+        return run
 
     forward()  # warm-up: allocator, kernels
-    fwd, imp = [], []
+    fwd, imps = [], {k: [] for k in kernels}
     for _ in range(args.repeats):
         fwd.append(timed(forward))
-        imp.append(timed(importance))
-    ratios = [i / f for i, f in zip(imp, fwd)]
+        for k in kernels:
+            imps[k].append(timed(importance(k)))
+    per_kernel = {}
+    for k, imp in imps.items():
+        ratios = [i / f for i, f in zip(imp, fwd)]
+        per_kernel[gram_kernel(k)] = {"importance_s": statistics.median(imp),
+                                      "importance_over_forward": statistics.median(ratios),
+                                      "rounds": ratios}
 
     solver = {}
     for name in ("mobilenet_v1", "resnet50"):
@@ -84,18 +109,22 @@ def main(argv=None) -> dict:
         solver[name] = {"groups": len(g.groups), "median_s": statistics.median(times)}
 
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    first = per_kernel[gram_kernel(kernels[0])]
     result = {
-        "samples": args.samples, "threads": args.threads, "gram_kernel": gram_kernel(),
-        "forward_s": statistics.median(fwd), "importance_s": statistics.median(imp),
-        "importance_over_forward": statistics.median(ratios),
-        "solver": solver, "peak_rss_gb": peak_gb,
+        "samples": args.samples, "threads": args.threads, "gram_kernel": gram_kernel(kernels[0]),
+        "forward_s": statistics.median(fwd), "importance_s": first["importance_s"],
+        "importance_over_forward": first["importance_over_forward"], "kernels": per_kernel,
+        "solver": solver, "peak_rss_gb": peak_gb, "load_average": os.getloadavg(),
     }
     print(f"MobileNetV1, {args.samples} images at 224x224, {args.threads} threads, "
-          f"Gram kernel {result['gram_kernel']}, median of {args.repeats}:")
+          f"Gram kernel {', '.join(per_kernel)}, median of {args.repeats} "
+          f"(load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}):")
     print(f"  bare forward pass        {result['forward_s']:7.2f} s")
-    print(f"  importance stage         {result['importance_s']:7.2f} s   "
-          f"{result['importance_over_forward']:.2f}x forward (bar <= 1.3x; "
-          f"per round {', '.join(f'{r:.2f}' for r in ratios)})")
+    for name, r in per_kernel.items():
+        label = f"importance, {name}" if len(per_kernel) > 1 else "importance stage"
+        print(f"  {label:<24} {r['importance_s']:7.2f} s   "
+              f"{r['importance_over_forward']:.2f}x forward (bar <= 1.3x; "
+              f"per round {', '.join(f'{v:.2f}' for v in r['rounds'])})")
     for name, s in solver.items():
         print(f"  solver {name:<17} {s['median_s'] * 1e3:7.1f} ms  ({s['groups']} groups; "
               "bar < 500 ms for resnet50)")

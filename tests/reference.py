@@ -53,3 +53,46 @@ def nhsic_matrix(xs, debiased: bool = False) -> np.ndarray:
         for j in range(i + 1, m):
             out[i, j] = out[j, i] = nhsic(xs[i], xs[j], debiased)
     return out
+
+
+# bf16 kernels (avx512bf16) round each shifted float32 value x_ik - x_0k to
+# bf16 (round to nearest even, 8 significant bits: relative error <= U_BF16)
+# and sum the products of a block in float32, the blocks in float64.
+U_BF16 = 2.0**-9
+
+
+def bf16(x32: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bf16 (nearest, ties to even), as float32. Finite input."""
+    bits = np.ascontiguousarray(x32, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def bf16_shifted(x) -> np.ndarray:
+    """What a bf16 kernel multiplies: x - x_0 in float32, rounded to bf16, as float64."""
+    x32 = np.asarray(x, np.float32).reshape(len(x), -1)
+    return bf16(x32 - x32[0]).astype(np.float64)
+
+
+def bf16_gram_bound(x, block: int = 256) -> float:
+    """Largest error of a bf16 kernel's centred Gram of float32 x, any entry.
+
+    A product of two values each off by <= u carries a relative error <= 2u + u^2;
+    float32 sums within a block of b features (b/2 pair steps, two adds each)
+    add <= b * 2^-24 relative; the float32 subtraction x - x_0 2^-24 per value.
+    So entry (i, j) of the shifted Gram is off by at most
+    (2u + u^2 + (b + 4) 2^-24) sum_k |y_ik y_jk| <= that times max_i ||y_i||^2
+    (Cauchy-Schwarz), and centring (H E H, H's rows sum to 2 in absolute value)
+    at most quadruples the largest error.
+    """
+    x64 = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = x64 - x64[0]
+    per_product = 2 * U_BF16 + U_BF16**2 + (block + 4) * 2.0**-24
+    return 4 * per_product * float((y * y).sum(axis=1).max())
+
+
+def bf16_accumulation_bound(x, block: int = 256) -> float:
+    """Largest error of a bf16 kernel's centred Gram against ``centered_gram(bf16_shifted(x))``:
+    the float32 sums within blocks alone (see :func:`bf16_gram_bound`)."""
+    y = bf16_shifted(x)
+    return 4 * (block + 4) * 2.0**-24 * float((y * y).sum(axis=1).max())

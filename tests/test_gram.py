@@ -9,7 +9,7 @@ from itpl import _core
 
 from itpl.method import hsic
 from tests import reference as ref
-from tests.conftest import KERNELS
+from tests.conftest import BF16_KERNELS, KERNELS
 
 # d < n and d >> n; n below, at, and between multiples of every tile (8, 12, 16, 24, 32 rows).
 SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (24, 50), (33, 17), (40, 1000), (49, 3000),
@@ -18,6 +18,16 @@ SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (24, 50), (33, 17), (40, 100
 
 def rel_err(a, b):
     return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+def assert_float32_gram(got, x, kernel, exact_tol=2e-6):
+    """A float32 x's centred Gram within its kernel's error: float32 rounding, or
+    the bf16 bound (tests/reference.py) for a bf16 kernel."""
+    expected = ref.centered_gram(x)
+    if kernel in BF16_KERNELS:
+        assert np.abs(got - expected).max() <= ref.bf16_gram_bound(x)
+    else:
+        assert rel_err(got, expected) < exact_tol
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -29,7 +39,10 @@ def test_matches_reference(rng, shape, dtype, kernel):
     expected = ref.centered_gram(x)
     got = hsic.centered_gram(x, kernel=kernel)
     assert got.dtype == np.float64 and got.shape == (shape[0], shape[0])
-    assert rel_err(got, expected) < (1e-12 if dtype == np.float64 else 2e-6)
+    if dtype == np.float64:
+        assert rel_err(got, expected) < 1e-12
+    else:
+        assert_float32_gram(got, x, kernel)
     np.testing.assert_array_equal(got, got.T)
 
 
@@ -58,7 +71,50 @@ def test_simd_kernel_agrees_with_generic(rng, dtype, kernel):
     x = rng.standard_normal((45, 1234)).astype(dtype)
     a = hsic.centered_gram(x, kernel=kernel)
     b = hsic.centered_gram(x, kernel="generic")
-    assert rel_err(a, b) < (1e-13 if dtype == np.float64 else 1e-6)
+    if dtype == np.float32 and kernel in BF16_KERNELS:
+        assert np.abs(a - b).max() <= ref.bf16_gram_bound(x)
+    else:
+        assert rel_err(a, b) < (1e-13 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("kernel", BF16_KERNELS or ["none"])
+@pytest.mark.parametrize("shape", SHAPES + [(31, 9), (70, 20001)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bf16_kernel_is_bf16_rounding_then_exact_sums(rng, shape, kernel, threads):
+    # The rounding emulated in float64 leaves only the float32 sums within a
+    # block: a feature dropped, doubled or paired with the wrong one shows.
+    if kernel == "none":
+        pytest.skip("no bf16 kernel on this CPU")
+    x = (rng.standard_normal(shape) * 2.0 + 5.0).astype(np.float32)
+    got = hsic.centered_gram(x, kernel=kernel, num_threads=threads)
+    expected = ref.centered_gram(ref.bf16_shifted(x))
+    assert np.abs(got - expected).max() <= ref.bf16_accumulation_bound(x)
+    assert np.abs(got - ref.centered_gram(x)).max() <= ref.bf16_gram_bound(x)
+
+
+@pytest.mark.parametrize("kernel", BF16_KERNELS or ["none"])
+@pytest.mark.parametrize("block", [1, 2, 5, 64, 255, 1000])
+def test_bf16_kernel_with_odd_and_even_blocks(rng, kernel, block):
+    # An odd block ends with a feature paired with zero padding.
+    if kernel == "none":
+        pytest.skip("no bf16 kernel on this CPU")
+    x = rng.standard_normal((37, 517)).astype(np.float32)
+    got = hsic.centered_gram(x, kernel=kernel, block=block)
+    expected = ref.centered_gram(ref.bf16_shifted(x))
+    assert np.abs(got - expected).max() <= ref.bf16_accumulation_bound(x, block)
+    serial = hsic.centered_gram(x, kernel=kernel, block=block, num_threads=1)
+    assert rel_err(hsic.centered_gram(x, kernel=kernel, block=block, num_threads=2),
+                   serial) < 1e-13
+
+
+@pytest.mark.parametrize("kernel", BF16_KERNELS or ["none"])
+def test_bf16_kernel_keeps_float64_input_exact(rng, kernel):
+    if kernel == "none":
+        pytest.skip("no bf16 kernel on this CPU")
+    x = rng.standard_normal((45, 1234)) * 2.0 + 5.0
+    np.testing.assert_array_equal(hsic.centered_gram(x, kernel=kernel),
+                                  hsic.centered_gram(x, kernel="avx512"))
+    assert rel_err(hsic.centered_gram(x, kernel=kernel), ref.centered_gram(x)) < 1e-12
 
 
 def test_auto_picks_the_last_supported_kernel():
@@ -87,18 +143,21 @@ def test_kernel_this_cpu_cannot_run_is_a_value_error(rng):
         hsic.centered_gram(rng.standard_normal((4, 3)), kernel=missing[0])
 
 
-def test_float32_error_does_not_grow_with_features(rng):
-    # Block-wise float32 products summed in float64: the relative error at
-    # 400k features stays at the float32 input-rounding level.
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float32_error_does_not_grow_with_features(rng, kernel):
+    # Block-wise float32 sums added in float64: the relative error at 400k
+    # features stays at the float32 input-rounding level. A bf16 kernel is held
+    # to the same figure against its own input rounding, emulated in float64.
     x = (rng.standard_normal((16, 400_000)) + 1.0).astype(np.float32)
-    assert rel_err(hsic.centered_gram(x), ref.centered_gram(x)) < 1e-6
+    got = hsic.centered_gram(x, kernel=kernel)
+    exact = ref.centered_gram(ref.bf16_shifted(x) if kernel in BF16_KERNELS else x)
+    assert rel_err(got, exact) < 1e-6
 
 
 def test_activation_tensors_are_flattened(rng):
     x = rng.standard_normal((6, 3, 4, 5)).astype(np.float32)
-    np.testing.assert_allclose(
-        hsic.centered_gram(x), ref.centered_gram(x.reshape(6, -1)), rtol=1e-5, atol=1e-4
-    )
+    np.testing.assert_array_equal(hsic.centered_gram(x), hsic.centered_gram(x.reshape(6, -1)))
+    assert_float32_gram(hsic.centered_gram(x), x.reshape(6, -1), hsic.gram_kernel(), 1e-5)
 
 
 def test_non_contiguous_and_float16_inputs_are_accepted(rng):
@@ -106,8 +165,8 @@ def test_non_contiguous_and_float16_inputs_are_accepted(rng):
     np.testing.assert_allclose(hsic.centered_gram(x[:, ::2]), ref.centered_gram(x[:, ::2]),
                                rtol=1e-12, atol=1e-12)
     h = x.astype(np.float16)
-    np.testing.assert_allclose(hsic.centered_gram(h), ref.centered_gram(h.astype(np.float64)),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(hsic.centered_gram(h), hsic.centered_gram(h.astype(np.float32)))
+    assert_float32_gram(hsic.centered_gram(h), h.astype(np.float32), hsic.gram_kernel(), 1e-5)
 
 
 def test_core_makes_no_hidden_copies(rng):

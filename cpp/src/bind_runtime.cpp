@@ -26,5 +26,6 @@ void register_runtime(py::module_& m) {
         },
         py::arg("kernel") = "auto", py::kw_only(), py::arg("num_threads") = 0,
         py::arg("seconds") = 0.2,
-        "Measured float32 FMA GFLOP/s at the vector width of `kernel` (registers only).");
+        "Measured float32 FMA GFLOP/s at the vector width of `kernel` (registers only; "
+        "avx512bf16: bf16 dot products into float32).");
 }

@@ -51,6 +51,7 @@ constexpr KernelName kKernels[] = {
     {GramKernel::neon, "neon"},
     {GramKernel::avx2, "avx2"},
     {GramKernel::avx512, "avx512"},
+    {GramKernel::avx512bf16, "avx512bf16"},
 };
 
 template <class T>
@@ -59,6 +60,7 @@ void run_kernel(GramKernel kernel, const T* x, std::size_t n, std::size_t d, dou
     using namespace gram_detail;
     switch (kernel) {
 #ifdef ITPL_X86_KERNELS
+        case GramKernel::avx512bf16: return gram_upper_avx512bf16(x, n, d, out, block, threads);
         case GramKernel::avx512: return gram_upper_avx512(x, n, d, out, block, threads);
         case GramKernel::avx2: return gram_upper_avx2(x, n, d, out, block, threads);
 #endif
@@ -82,6 +84,10 @@ bool gram_kernel_supported(GramKernel kernel) noexcept {
         case GramKernel::avx512:
             __builtin_cpu_init();
             return __builtin_cpu_supports("avx512f");
+        case GramKernel::avx512bf16:
+            __builtin_cpu_init();
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512bf16");
 #endif
 #ifdef ITPL_NEON_KERNEL
         case GramKernel::neon: return true;
@@ -102,7 +108,7 @@ GramKernel parse_gram_kernel(const std::string& name) {
     for (const KernelName& k : kKernels)
         if (name == k.name) return k.kernel;
     throw std::invalid_argument("unknown Gram kernel '" + name +
-                                "'; use 'auto', 'generic', 'avx2', 'avx512' or 'neon'");
+                                "'; use 'auto', 'generic', 'avx2', 'avx512', 'avx512bf16' or 'neon'");
 }
 
 std::string resolve_kernel_name(GramKernel kernel) {

@@ -5,51 +5,11 @@
 #ifdef ITPL_X86_KERNELS
 #include <immintrin.h>
 
+#include "itpl/gram_avx512_util.hpp"
 #include "itpl/gram_blocked.hpp"
 
 namespace itpl::gram_detail {
 namespace {
-
-#define ITPL_AVX512 __attribute__((target("avx512f")))
-
-// In-register transpose of 16 rows of 16 floats: on return r[c] holds column c.
-ITPL_AVX512 inline void transpose16(__m512 r[16]) {
-    __m512 a[16], b[16];
-    for (int i = 0; i < 8; ++i) {
-        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {
-        const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
-        const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
-        b[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-    }
-    // b[4 q + m], 128-bit lane l, holds column 4 l + m of rows 4 q .. 4 q + 3.
-    for (int m = 0; m < 4; ++m) {
-        const __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x88);
-        const __m512 c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xdd);
-        const __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x88);
-        const __m512 c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xdd);
-        r[m] = _mm512_shuffle_f32x4(c0, c2, 0x88);
-        r[4 + m] = _mm512_shuffle_f32x4(c1, c3, 0x88);
-        r[8 + m] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
-        r[12 + m] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
-    }
-}
-
-// o[r] += v[r] for the first min(rows, 8) of 8 doubles: rows past n are masked off.
-ITPL_AVX512 inline void add_rows(double* o, std::size_t rows, __m512d v) {
-    const __mmask8 m = static_cast<__mmask8>((1u << std::min<std::size_t>(8, rows)) - 1u);
-    _mm512_mask_storeu_pd(o, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v));
-}
-
-// Rows left for the 8-row group starting at `first`.
-inline std::size_t rows_from(std::size_t rows, std::size_t first) {
-    return rows > first ? rows - first : 0;
-}
 
 // float32: 32 x 8 tile, 16 zmm accumulators, 2 loads and 8 broadcasts per feature.
 struct Avx512F32 {

@@ -1,5 +1,6 @@
-// Register-only FMA loops, one per vector width: no memory traffic, enough
-// independent accumulators (12) to cover two pipes of 4-cycle-latency FMAs.
+// Register-only FMA loops, one per vector width (and one of bf16 dot products
+// for the bf16 kernel): no memory traffic, enough independent accumulators
+// (12) to cover two pipes of 4-cycle-latency FMAs.
 #include "itpl/peak.hpp"
 
 #include <chrono>
@@ -67,6 +68,27 @@ __attribute__((target("avx512f"))) double loop_avx512(long iters, float* flops_p
     for (int r = 1; r < kAcc; ++r) s = _mm512_add_ps(s, acc[r]);
     return _mm512_reduce_add_ps(s);
 }
+
+// bf16 dot products (vdpbf16ps): 2 products and 2 adds per float32 lane, the
+// rate the avx512bf16 Gram kernel's work is measured against. 1 + 2^-20 per
+// step keeps the sums normal and growing slowly.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) double loop_avx512bf16(
+    long iters, float* flops_per_iter) {
+    __m512 acc[kAcc];
+    const __m512bh one = (__m512bh)_mm512_set1_epi32(0x3f803f80);   // bf16 1.0 pairs
+    const __m512bh tiny = (__m512bh)_mm512_set1_epi32(0x35803580);  // bf16 2^-20 pairs
+#pragma GCC unroll 12
+    for (int r = 0; r < kAcc; ++r) acc[r] = _mm512_set1_ps(static_cast<float>(r));
+    for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+        for (int r = 0; r < kAcc; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], one, tiny);
+    }
+    *flops_per_iter = 4.0f * 16 * kAcc;
+    __m512 s = acc[0];
+#pragma GCC unroll 12
+    for (int r = 1; r < kAcc; ++r) s = _mm512_add_ps(s, acc[r]);
+    return _mm512_reduce_add_ps(s);
+}
 #endif
 
 #ifdef ITPL_NEON_KERNEL
@@ -89,6 +111,7 @@ Loop loop_for(const std::string& name) {
 #ifdef ITPL_X86_KERNELS
     if (name == "avx2") return loop_avx2;
     if (name == "avx512") return loop_avx512;
+    if (name == "avx512bf16") return loop_avx512bf16;
 #endif
 #ifdef ITPL_NEON_KERNEL
     if (name == "neon") return loop_neon;

@@ -41,6 +41,14 @@ std::vector<double> reference(const std::vector<double>& x, std::size_t n, std::
 
 int failures = 0;
 
+// float32 input to the bf16 kernel is rounded to bf16 (relative error
+// <= 2^-9 per value, about 2^-8 per product) before its products. Its
+// worst case (tests/reference.py, bf16_gram_bound) is 8 x 2^-9 of the largest
+// squared distance to sample 0, which is at most 4x the centred Gram's
+// largest entry; on these shapes the error stays under 2.5e-3 of that entry,
+// so 8 x 2^-9 of it holds with a margin and still catches a misplaced feature.
+double float32_tol(const std::string& kernel) { return kernel == "avx512bf16" ? 0.015625 : 2e-6; }
+
 void fail(const std::string& what) {
     std::printf("FAIL %s\n", what.c_str());
     ++failures;
@@ -102,10 +110,10 @@ int main() {
     for (const std::string& kernel : kernels) {
         for (const auto& s : shapes) {
             for (int threads : {1, 2, 3}) {
-                check<float>(kernel, s[0], s[1], threads, 0, 2e-6);
+                check<float>(kernel, s[0], s[1], threads, 0, float32_tol(kernel));
                 check<double>(kernel, s[0], s[1], threads, 0, 1e-12);
             }
-            check<float>(kernel, s[0], s[1], 2, 5, 2e-6);
+            check<float>(kernel, s[0], s[1], 2, 5, float32_tol(kernel));
             check<double>(kernel, s[0], s[1], 1, 64, 1e-12);
         }
         check_rejects_nan(kernel);

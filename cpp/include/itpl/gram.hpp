@@ -14,6 +14,8 @@ enum class GramKernel {
     generic,    // portable C++; the fallback everywhere
     avx2,       // AVX2 + FMA register-tiled micro-kernel (x86-64)
     avx512,     // AVX-512F register-tiled micro-kernel (x86-64)
+    avx512bf16, // AVX-512 BF16: float32 input rounded to bf16, products summed
+                // in float32 per block (x86-64); float64 input as avx512
     neon,       // Advanced SIMD micro-kernel (ARM64 builds)
 };
 
@@ -32,10 +34,11 @@ bool gram_kernel_supported(GramKernel kernel) noexcept;
 std::vector<std::string> supported_gram_kernels();
 
 // Name of the kernel `kernel` resolves to on this CPU ("generic", "avx2",
-// "avx512" or "neon"); `automatic` resolves to the fastest supported one.
+// "avx512", "avx512bf16" or "neon"); `automatic` resolves to the fastest
+// supported one.
 std::string resolve_kernel_name(GramKernel kernel);
 
-// Parses "auto", "generic", "avx2", "avx512" or "neon"; throws
+// Parses "auto", "generic", "avx2", "avx512", "avx512bf16" or "neon"; throws
 // std::invalid_argument otherwise.
 GramKernel parse_gram_kernel(const std::string& name);
 
@@ -44,7 +47,8 @@ GramKernel parse_gram_kernel(const std::string& name);
 // Every sample is shifted by sample 0 while its block is packed (this leaves
 // the centred Gram unchanged and keeps the features' common offset out of the
 // products), products are accumulated in T within a block of `block` features
-// (the register tile), block results are summed in float64, and the n x n
+// (the register tile; the avx512bf16 kernel first rounds float32 values to bf16,
+// then sums their products in float32), block results are summed in float64, and the n x n
 // result is centred exactly in float64. Only one triangle is computed,
 // then mirrored. Threads take contiguous slices of the features, each with its
 // own accumulator, summed in slice order: 1 and N threads agree to float64

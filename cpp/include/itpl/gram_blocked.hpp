@@ -10,15 +10,22 @@
 // (NR divides MR: a strip never straddles two panels).
 //
 // A kernel is a struct with
-//   value_type, MR (panel rows), VL (rows per vector, divides MR), NR (tile columns);
+//   value_type (the input's), MR (panel rows), VL (rows per vector, divides MR),
+//   NR (tile columns);
+//   optionally packed_type and KP (features per packed element, default
+//       value_type and 1): a kernel whose products take pairs of narrower
+//       values (bf16 dot products) packs KP consecutive features of a sample
+//       into one element, the last one of a block zero-padded. Below, k counts
+//       packed elements: a block of kb features is ceil(kb / KP) of them deep;
 //   pack(x, d, x0, rows, kb, panel): panel[k * MR + r] = x[r * d + k] - x0[k]
-//       for r < rows (the caller pre-zeroes padded rows; pack may write zeros there);
-//   micro<V>(a, b, kb, out, ldo, rows, cols), 1 <= V <= MR / VL: the last V
+//       for r < rows (KP = 1; the caller pre-zeroes padded rows; pack may
+//       write zeros there);
+//   micro<V>(a, b, kp, out, ldo, rows, cols), 1 <= V <= MR / VL: the last V
 //       vectors of a panel (`a` already points at the first of them), and a
-//       strip b: for i < rows, j < cols,
+//       strip b, kp packed elements deep: for i < rows, j < cols,
 //       out[j * ldo + i] += (double) sum_k a[k * MR + i] * b[k * NR + j]
-//       (the tile's products in value_type, added in float64 to the transposed
-//       spot, where its columns are contiguous; K is symmetric).
+//       (the tile's products in the kernel's precision, added in float64 to
+//       the transposed spot, where its columns are contiguous; K is symmetric).
 // Subtracting one sample x0 from every sample removes the features' large
 // common offset before the products are taken (H 1 = 0, so the centred Gram
 // is unchanged); exact centring of the n x n result follows in float64.
@@ -29,6 +36,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 namespace itpl::gram_detail {
@@ -88,6 +96,24 @@ struct GenericKernel {
     }
 };
 
+// packed_type and KP of a kernel, with their defaults.
+template <class Kernel, class = void>
+struct Packing {
+    using type = typename Kernel::value_type;
+    static constexpr int per = 1;
+};
+template <class Kernel>
+struct Packing<Kernel, std::void_t<typename Kernel::packed_type>> {
+    using type = typename Kernel::packed_type;
+    static constexpr int per = Kernel::KP;
+};
+
+// Packed elements that hold `features` features.
+template <class Kernel>
+constexpr std::size_t packed_depth(std::size_t features) {
+    return (features + Packing<Kernel>::per - 1) / Packing<Kernel>::per;
+}
+
 struct Tile {
     std::size_t panel;  // row panel: samples panel*MR .. panel*MR + MR - 1
     std::size_t col;    // first column (sample) of the NR-wide strip
@@ -108,8 +134,8 @@ std::vector<Tile> lower_tiles(std::size_t n) {
 
 // Calls Kernel::micro<v> for a run-time v in 1 .. V.
 template <class Kernel, int V = Kernel::MR / Kernel::VL>
-inline void call_micro(int v, const typename Kernel::value_type* a,
-                       const typename Kernel::value_type* b, std::size_t kb, double* out,
+inline void call_micro(int v, const typename Packing<Kernel>::type* a,
+                       const typename Packing<Kernel>::type* b, std::size_t kb, double* out,
                        std::size_t ldo, std::size_t rows, std::size_t cols) {
     if constexpr (V >= 1) {
         if (v == V) {
@@ -135,24 +161,28 @@ void pack_strips(const T* packed, std::size_t npad, std::size_t block, std::size
 }
 
 // Adds the upper-triangle Gram of features [c_begin, c_end) of x into acc,
-// one packed block at a time. `packed` and `strips` hold npad x block values each.
+// one packed block at a time. `packed` and `strips` hold npad x
+// packed_depth(block) elements each.
 template <class Kernel>
 void accumulate_features(const typename Kernel::value_type* x, std::size_t n, std::size_t d,
                          std::size_t c_begin, std::size_t c_end, std::size_t block,
-                         const std::vector<Tile>& tiles, typename Kernel::value_type* packed,
-                         typename Kernel::value_type* strips, double* acc) {
+                         const std::vector<Tile>& tiles, typename Packing<Kernel>::type* packed,
+                         typename Packing<Kernel>::type* strips, double* acc) {
     using T = typename Kernel::value_type;
+    using P = typename Packing<Kernel>::type;
     constexpr int MR = Kernel::MR;
     constexpr int VL = Kernel::VL;
     constexpr int NR = Kernel::NR;
     static_assert(MR % VL == 0 && MR % NR == 0, "a tile's rows are whole vectors; strips fit a panel");
+    const std::size_t depth = packed_depth<Kernel>(block);
     for (std::size_t c0 = c_begin; c0 < c_end; c0 += block) {
         const std::size_t kb = std::min(block, c_end - c0);
+        const std::size_t kp = packed_depth<Kernel>(kb);
         for (std::size_t i0 = 0; i0 < n; i0 += MR)
             Kernel::pack(x + i0 * d + c0, d, x + c0, std::min<std::size_t>(MR, n - i0), kb,
-                         packed + (i0 / MR) * block * MR);
+                         packed + (i0 / MR) * depth * MR);
         const std::size_t npad = ((n + MR - 1) / MR) * MR;
-        pack_strips<MR, NR>(packed, npad, block, kb, strips);
+        pack_strips<MR, NR>(packed, npad, depth, kp, strips);
         // While this block's tiles run, pull the next block's rows toward L2,
         // a few rows per tile: the rows are d apart, which defeats the
         // hardware prefetcher, and DRAM latency would otherwise stall packing.
@@ -166,8 +196,8 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
                 const char* p = reinterpret_cast<const char*>(x + prefetch_row * d + next);
                 for (std::size_t off = 0; off < next_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
             }
-            const T* a = packed + tl.panel * block * MR;
-            const T* b = strips + (tl.col / NR) * block * NR;
+            const P* a = packed + tl.panel * depth * MR;
+            const P* b = strips + (tl.col / NR) * depth * NR;
             const std::size_t i0 = tl.panel * MR;
             const std::size_t cols = std::min<std::size_t>(NR, n - tl.col);
             // Rows i >= columns j of the tile land at acc[j][i]: the upper
@@ -175,7 +205,7 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
             // first column are skipped.
             const std::size_t skip = tl.col > i0 ? (tl.col - i0) / VL : 0;
             const std::size_t h0 = i0 + skip * VL;
-            call_micro<Kernel>(static_cast<int>(MR / VL - skip), a + skip * VL, b, kb,
+            call_micro<Kernel>(static_cast<int>(MR / VL - skip), a + skip * VL, b, kp,
                                acc + tl.col * n + h0, n,
                                std::min<std::size_t>(MR - skip * VL, n - h0), cols);
         }
@@ -191,34 +221,36 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
 template <class Kernel>
 void gram_upper(const typename Kernel::value_type* x, std::size_t n, std::size_t d, double* out,
                 std::size_t block, int threads) {
-    using T = typename Kernel::value_type;
+    using P = typename Packing<Kernel>::type;
     constexpr int MR = Kernel::MR;
     const std::size_t npad = ((n + MR - 1) / MR) * MR;
     if (block == 0) {
-        block = std::clamp<std::size_t>(kPackedBytes / (npad * sizeof(T)), 64, kDefaultBlock);
+        const std::size_t bytes_per_feature = npad * sizeof(P) / Packing<Kernel>::per;
+        block = std::clamp<std::size_t>(kPackedBytes / bytes_per_feature, 64, kDefaultBlock);
     }
     block = std::min(block, d);
     const std::size_t nblocks = (d + block - 1) / block;
+    const std::size_t depth = packed_depth<Kernel>(block);
     const int slices = static_cast<int>(std::min<std::size_t>(threads, nblocks));
     const std::vector<Tile> tiles = lower_tiles<MR, Kernel::NR>(n);
     // Everything is allocated before the parallel region: nothing there throws.
-    const auto packed = aligned_zeros<T>(static_cast<std::size_t>(slices) * npad * block);
-    const auto strips = aligned_zeros<T>(static_cast<std::size_t>(slices) * npad * block);
+    const auto packed = aligned_zeros<P>(static_cast<std::size_t>(slices) * npad * depth);
+    const auto strips = aligned_zeros<P>(static_cast<std::size_t>(slices) * npad * depth);
     std::vector<double> partial(static_cast<std::size_t>(slices - 1) * n * n, 0.0);
     std::fill_n(out, n * n, 0.0);
-    T* const pk = packed.get();
-    T* const st = strips.get();
+    P* const pk = packed.get();
+    P* const st = strips.get();
     double* const part = partial.data();
 
 #pragma omp parallel for num_threads(slices) if (slices > 1) schedule(static, 1) \
-    default(none) shared(x, n, d, out, block, nblocks, slices, tiles, pk, st, part, npad)
+    default(none) shared(x, n, d, out, block, nblocks, depth, slices, tiles, pk, st, part, npad)
     for (int s = 0; s < slices; ++s) {
         const std::size_t b0 = nblocks * static_cast<std::size_t>(s) / slices;
         const std::size_t b1 = nblocks * static_cast<std::size_t>(s + 1) / slices;
         double* acc = s == 0 ? out : part + static_cast<std::size_t>(s - 1) * n * n;
         accumulate_features<Kernel>(x, n, d, b0 * block, std::min(b1 * block, d), block, tiles,
-                                    pk + static_cast<std::size_t>(s) * npad * block,
-                                    st + static_cast<std::size_t>(s) * npad * block, acc);
+                                    pk + static_cast<std::size_t>(s) * npad * depth,
+                                    st + static_cast<std::size_t>(s) * npad * depth, acc);
     }
     for (int s = 1; s < slices; ++s) {
         const double* acc = part + static_cast<std::size_t>(s - 1) * n * n;

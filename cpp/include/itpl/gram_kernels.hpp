@@ -27,6 +27,7 @@ ITPL_GRAM_ENTRY(gram_upper_generic)
 #ifdef ITPL_X86_KERNELS
 ITPL_GRAM_ENTRY(gram_upper_avx2)
 ITPL_GRAM_ENTRY(gram_upper_avx512)
+ITPL_GRAM_ENTRY(gram_upper_avx512bf16)  // bf16 products for float32 input only
 #endif
 #ifdef ITPL_NEON_KERNEL
 ITPL_GRAM_ENTRY(gram_upper_neon)
