@@ -174,15 +174,8 @@ struct Avx2F64 {
 
 }  // namespace
 
-void gram_upper_avx2(const float* x, std::size_t n, std::size_t d, double* out,
-                     std::size_t block, int threads) {
-    gram_upper<Avx2F32>(x, n, d, out, block, threads);
-}
-
-void gram_upper_avx2(const double* x, std::size_t n, std::size_t d, double* out,
-                     std::size_t block, int threads) {
-    gram_upper<Avx2F64>(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx2, float, Avx2F32)
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx2, double, Avx2F64)
 
 }  // namespace itpl::gram_detail
 #endif

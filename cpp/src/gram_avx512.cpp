@@ -57,17 +57,7 @@ struct Avx512F32 {
                 if constexpr (V == 2) acc[j][1] = _mm512_fmadd_ps(a1, bj, acc[j][1]);
             }
         }
-        // Each 16-float half is two 8-double groups of the output column.
-        for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
-            double* o = out + j * ldo;
-            for (int h = 0; h < V; ++h) {
-                const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
-                const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-                    _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
-                add_rows(o + h * 16, rows_from(rows, h * 16), lo);
-                add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), hi);
-            }
-        }
+        add_tile<V>(acc, out, ldo, rows, cols);
     }
 };
 
@@ -112,15 +102,8 @@ struct Avx512F64 {
 
 }  // namespace
 
-void gram_upper_avx512(const float* x, std::size_t n, std::size_t d, double* out,
-                       std::size_t block, int threads) {
-    gram_upper<Avx512F32>(x, n, d, out, block, threads);
-}
-
-void gram_upper_avx512(const double* x, std::size_t n, std::size_t d, double* out,
-                       std::size_t block, int threads) {
-    gram_upper<Avx512F64>(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx512, float, Avx512F32)
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx512, double, Avx512F64)
 
 }  // namespace itpl::gram_detail
 #endif

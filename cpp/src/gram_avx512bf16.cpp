@@ -110,26 +110,13 @@ struct Avx512Bf16 {
                 if constexpr (V == 2) acc[j][1] = _mm512_dpbf16_ps(acc[j][1], a1, bj);
             }
         }
-        // Each 16-float half is two 8-double groups of the output column.
-        for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
-            double* o = out + j * ldo;
-            for (int h = 0; h < V; ++h) {
-                const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
-                const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-                    _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
-                add_rows(o + h * 16, rows_from(rows, h * 16), lo);
-                add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), hi);
-            }
-        }
+        add_tile<V>(acc, out, ldo, rows, cols);
     }
 };
 
 }  // namespace
 
-void gram_upper_avx512bf16(const float* x, std::size_t n, std::size_t d, double* out,
-                           std::size_t block, int threads) {
-    gram_upper<Avx512Bf16>(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx512bf16, float, Avx512Bf16)
 
 // float64 input asked for float64 products: bf16 would undo that.
 void gram_upper_avx512bf16(const double* x, std::size_t n, std::size_t d, double* out,

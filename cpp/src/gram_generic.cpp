@@ -4,14 +4,10 @@
 
 namespace itpl::gram_detail {
 
-void gram_upper_generic(const float* x, std::size_t n, std::size_t d, double* out,
-                        std::size_t block, int threads) {
-    gram_upper<GenericKernel<float, 8, 4>>(x, n, d, out, block, threads);
-}
+using GenericF32 = GenericKernel<float, 8, 4>;
+using GenericF64 = GenericKernel<double, 8, 4>;
 
-void gram_upper_generic(const double* x, std::size_t n, std::size_t d, double* out,
-                        std::size_t block, int threads) {
-    gram_upper<GenericKernel<double, 8, 4>>(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_generic, float, GenericF32)
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_generic, double, GenericF64)
 
 }  // namespace itpl::gram_detail

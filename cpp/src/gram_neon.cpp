@@ -107,15 +107,8 @@ struct NeonF64 {
 
 }  // namespace
 
-void gram_upper_neon(const float* x, std::size_t n, std::size_t d, double* out,
-                     std::size_t block, int threads) {
-    gram_upper<NeonF32>(x, n, d, out, block, threads);
-}
-
-void gram_upper_neon(const double* x, std::size_t n, std::size_t d, double* out,
-                     std::size_t block, int threads) {
-    gram_upper<NeonF64>(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_neon, float, NeonF32)
+ITPL_GRAM_ENTRY_DEFINE(gram_upper_neon, double, NeonF64)
 
 }  // namespace itpl::gram_detail
 #endif

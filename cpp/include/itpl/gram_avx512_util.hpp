@@ -52,5 +52,23 @@ inline std::size_t rows_from(std::size_t rows, std::size_t first) {
     return rows > first ? rows - first : 0;
 }
 
+// out[j * ldo + i] += acc[j][i / 16][i % 16] for the tile's first `rows` rows and
+// `cols` columns: the float32 register tile of a 32 x 8 kernel (V vectors of 16
+// rows per column) added in float64. Each 16-float half is two 8-double groups.
+template <int V>
+ITPL_AVX512 inline void add_tile(const __m512 (&acc)[8][2], double* out, std::size_t ldo,
+                                 std::size_t rows, std::size_t cols) {
+    for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
+        double* o = out + j * ldo;
+        for (int h = 0; h < V; ++h) {
+            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
+            const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
+                _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
+            add_rows(o + h * 16, rows_from(rows, h * 16), lo);
+            add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), hi);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace itpl::gram_detail

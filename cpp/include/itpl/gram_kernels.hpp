@@ -35,4 +35,12 @@ ITPL_GRAM_ENTRY(gram_upper_neon)
 
 #undef ITPL_GRAM_ENTRY
 
+// Defines one overload of an entry point above: `name` runs gram_upper (gram_blocked.hpp)
+// with `Kernel` on `type` input. Used by the gram_*.cpp files after their kernels.
+#define ITPL_GRAM_ENTRY_DEFINE(name, type, Kernel)                                   \
+    void name(const type* x, std::size_t n, std::size_t d, double* out, std::size_t block, \
+              int threads) {                                                              \
+        gram_upper<Kernel>(x, n, d, out, block, threads);                                 \
+    }
+
 }  // namespace itpl::gram_detail
