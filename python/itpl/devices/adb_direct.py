@@ -154,3 +154,28 @@ class DirectTransport(Transport):
     def push(self, local: str, remote: str, *, mode: int, timeout_s: float) -> None:
         self._call(lambda adb: adb.push(local, remote, st_mode=0o100000 | mode,
                                         transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
+
+    def push_many(self, files: list[tuple[str, str]], *, mode: int, timeout_s: float) -> None:
+        """One ``sync:`` stream for every file. adb-shell's ``push`` opens one
+        per file; its private ``_open``/``_push``/``_clse`` (adb-shell 0.4)
+        make the session, and where they are missing each file goes alone."""
+        try:
+            from adb_shell.adb_device import _FileSyncTransactionInfo
+            from adb_shell.constants import FILESYNC_PUSH_FORMAT
+        except ImportError:
+            return super().push_many(files, mode=mode, timeout_s=timeout_s)
+
+        def send(adb):
+            if not all(hasattr(adb, name) for name in ("_open", "_push", "_clse")):
+                for local, remote in files:
+                    adb.push(local, remote, st_mode=0o100000 | mode,
+                             transport_timeout_s=timeout_s, read_timeout_s=timeout_s)
+                return
+            info = adb._open(b"sync:", timeout_s, timeout_s, None)
+            sync = _FileSyncTransactionInfo(FILESYNC_PUSH_FORMAT, maxdata=adb._maxdata)
+            for local, remote in files:
+                with open(local, "rb") as stream:
+                    adb._push(stream, remote, 0o100000 | mode, 0, None, info, sync)
+            adb._clse(info)
+
+        self._call(send)
