@@ -22,7 +22,7 @@ the end). This prints, for one model:
    interleaved rounds (ratio adb / local per model and batch).
 
     python bench/bench_adb.py [--model mobilenet_v1] [--threads 1] [--transport direct|server]
-                              [--profile-only] [--json out.json]
+                              [--stand-in native|python] [--profile-only] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from itpl.graph import analyze  # noqa: E402
 from itpl.models.source import ModelSource  # noqa: E402
 from itpl.profile import profile_model  # noqa: E402
 from itpl.workflow import prune_model  # noqa: E402
-from tests.adb_launcher import stand_in  # noqa: E402
+from tests.adb_launcher import TOOL, stand_in  # noqa: E402
 from tests.adb_peer import LoopbackPhone  # noqa: E402
 from tests.adb_server_process import DebianAdbServer  # noqa: E402
 
@@ -68,6 +68,9 @@ def main(argv=None) -> dict:
     p.add_argument("--layout", choices=("tflite", "percentiles", "litert"), default="tflite",
                    help="what the stand-in benchmark_model prints: TFLite's average only, or a "
                         "median too (newer TFLite builds, LiteRT's tool)")
+    p.add_argument("--stand-in", choices=("native", "python"), default="native",
+                   help="the phone runs the stand-in tool's native launcher (where a C compiler "
+                        "is found), or the Python script itself (a Python start per burst)")
     p.add_argument("--profile-only", action="store_true",
                    help="stop after the profiles (step 1): the time bar of issue 18")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -76,8 +79,8 @@ def main(argv=None) -> dict:
     report = {"model": args.model, "threads": args.threads, "transport": args.transport,
               "layout": args.layout}
     os.environ["ITPL_STANDIN_LAYOUT"] = args.layout  # the phone's shell inherits it
-    binary = stand_in()  # native, as the real tool, where a C compiler is found
-    report["stand_in"] = "native launcher" if binary.endswith("benchmark_model") else "python"
+    binary = stand_in() if args.stand_in == "native" else TOOL  # native, as the real tool
+    report["stand_in"] = "python" if binary == TOOL else "native launcher"
     with tempfile.TemporaryDirectory(prefix="itpl-adb-bench-") as tmp, \
             LoopbackPhone(os.path.join(tmp, "phone")) as phone, contextlib.ExitStack() as stack:
         if args.transport == "server":

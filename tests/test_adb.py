@@ -192,6 +192,19 @@ def test_the_native_stand_in_runs_the_tool(phone, tmp_path, monkeypatch):
     assert rc == 1 and "Unconsumed cmdline flags: --no_such_flag=1" in out
 
 
+def test_messages_keep_their_checksum(phone, tmp_path):
+    # the direct transport sums message bytes with NumPy: the value adbd
+    # before Android 9 checks must be adb-shell's own
+    from adb_shell.adb_message import AdbMessage, checksum
+    from adb_shell.constants import WRTE
+
+    _device(phone, tmp_path).shell("true")  # connected: the NumPy sum is in place
+    rng = np.random.default_rng(0)
+    for data in (b"", b"\xff" * 70_000, rng.bytes(300_000), bytearray(rng.bytes(4096))):
+        assert AdbMessage(WRTE, 1, 2, data).checksum == checksum(data)
+    assert AdbMessage._itpl_numpy_checksum
+
+
 def test_usb_without_the_usb_extra(tmp_path):
     import importlib.util
 

@@ -51,6 +51,23 @@ def _tcp_transport(host: str, port: int):
     return ClosingTcpTransport(host, port)
 
 
+def _numpy_checksum() -> None:
+    """adb-shell sums the bytes of every message it sends with Python's
+    ``sum`` (5 ms a MB: 70% of a push's time on a fast link); the same sum,
+    the same protocol, through NumPy. Set on its ``AdbMessage`` once."""
+    import numpy as np
+    from adb_shell.adb_message import AdbMessage, checksum
+
+    def fast(message) -> int:
+        if not isinstance(message.data, (bytes, bytearray)):
+            return checksum(message.data)
+        return int(np.frombuffer(message.data, np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
+
+    if not getattr(AdbMessage, "_itpl_numpy_checksum", False):
+        AdbMessage.checksum = property(fast)
+        AdbMessage._itpl_numpy_checksum = True
+
+
 def adb_server_running(port: int = 5037) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -73,6 +90,7 @@ class DirectTransport(Transport):
     def connect(self) -> None:
         if self._adb is not None:
             return
+        _numpy_checksum()
         if self.kind == "usb":
             adb = self._open_usb()
         else:
