@@ -10,15 +10,19 @@ phone through Debian's real adb server instead (``--device adb``, issue 18;
 started on a private port and HOME, ``adb connect``ed to the phone, killed at
 the end). This prints, for one model:
 
-1. ``itpl profile`` on both: time taken, validation, and each profile's
-   prediction of the same random width configurations (ratio adb / local);
+1. ``itpl profile`` on both: time taken, round trips to the phone,
+   validation, and each profile's prediction of the same random width
+   configurations (ratio adb / local). The phone runs the stand-in tool's
+   native launcher (tests/adb_launcher.py) where a C compiler is found, as a
+   real phone runs a native benchmark_model; the converter is warmed up
+   before either profile, so neither pays its imports;
 2. ``itpl prune --latency-ratio R --verify`` with each profile: widths chosen,
    predicted and measured latency;
 3. ``itpl bench --batch 1 4 8`` of the unpruned and pruned models on both, in
    interleaved rounds (ratio adb / local per model and batch).
 
     python bench/bench_adb.py [--model mobilenet_v1] [--threads 1] [--transport direct|server]
-                              [--json out.json]
+                              [--stand-in native|python] [--profile-only] [--json out.json]
 """
 
 from __future__ import annotations
@@ -40,17 +44,15 @@ from itpl.deploy.bench import bench_models  # noqa: E402
 from itpl.deploy.devices.adb import AdbDevice  # noqa: E402
 from itpl.deploy.devices.local import LocalDevice  # noqa: E402
 from itpl.deploy.export import export_tflite  # noqa: E402
-from itpl.latency.measure import profile_model  # noqa: E402
+from itpl.latency.profile import profile_model  # noqa: E402
 from itpl.model.graph import analyze  # noqa: E402
 from itpl.model.source import ModelSource  # noqa: E402
 from itpl.pipeline import prune_model  # noqa: E402
 from itpl.train.data import random_calibration  # noqa: E402
 from itpl.util.fileio import write_json  # noqa: E402
+from tests.adb_launcher import TOOL, stand_in  # noqa: E402
 from tests.adb_peer import LoopbackPhone  # noqa: E402
 from tests.adb_server_process import DebianAdbServer  # noqa: E402
-
-STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                        "adb_benchmark_model.py")
 
 
 def main(argv=None) -> dict:
@@ -66,31 +68,40 @@ def main(argv=None) -> dict:
     p.add_argument("--layout", choices=("tflite", "percentiles", "litert"), default="tflite",
                    help="what the stand-in benchmark_model prints: TFLite's average only, or a "
                         "median too (newer TFLite builds, LiteRT's tool)")
+    p.add_argument("--stand-in", choices=("native", "python"), default="native",
+                   help="the phone runs the stand-in tool's native launcher (where a C compiler "
+                        "is found), or the Python script itself (a Python start per burst)")
+    p.add_argument("--profile-only", action="store_true",
+                   help="stop after the profiles (step 1): the time bar of issue 18")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     shape = tuple(int(v) for v in args.input_shape.split(","))
     report = {"model": args.model, "threads": args.threads, "transport": args.transport,
               "layout": args.layout}
     os.environ["ITPL_STANDIN_LAYOUT"] = args.layout  # the phone's shell inherits it
+    binary = stand_in() if args.stand_in == "native" else TOOL  # native, as the real tool
+    report["stand_in"] = "python" if binary == TOOL else "native launcher"
     with tempfile.TemporaryDirectory(prefix="itpl-adb-bench-") as tmp, \
             LoopbackPhone(os.path.join(tmp, "phone")) as phone, contextlib.ExitStack() as stack:
         if args.transport == "server":
             server = stack.enter_context(DebianAdbServer(os.path.join(tmp, "server-home")))
             server.connect(phone)
-            phone_device = AdbDevice("adb", benchmark_binary=STAND_IN, server_port=server.port)
+            phone_device = AdbDevice("adb", benchmark_binary=binary, server_port=server.port)
         else:
-            phone_device = AdbDevice(phone.spec, benchmark_binary=STAND_IN,
+            phone_device = AdbDevice(phone.spec, benchmark_binary=binary,
                                      key_path=os.path.join(tmp, "adbkey"))
         devices = {"local": LocalDevice(), "adb": phone_device}
         torch.manual_seed(0)
         model = ModelSource(args.model).build().eval()
         graph = analyze(model, shape)
+        # the converter's imports and first compilation, paid before either profile
+        export_tflite(model, shape, os.path.join(tmp, "warm.tflite"))
 
         # 1. profiles
         profiles = {}
         for name, device in devices.items():
             start = time.perf_counter()
-            trips = getattr(device, "round_trips", 0)
+            trips, pushed = getattr(device, "round_trips", 0), getattr(device, "pushed_bytes", 0)
             profiles[name] = profile_model(graph, device, name=args.model, threads=args.threads,
                                            rounds=1)
             v = profiles[name].validation["random"]
@@ -98,14 +109,16 @@ def main(argv=None) -> dict:
                                          "within_10pct": v["within_10pct"],
                                          "within_5pct": v["within_5pct"],
                                          "unpruned_ms": profiles[name].calibration["measured_ms"][0],
-                                         "round_trips": getattr(device, "round_trips", 0) - trips}
+                                         "round_trips": getattr(device, "round_trips", 0) - trips,
+                                         "pushed_mb": (getattr(device, "pushed_bytes", 0) - pushed) / 1e6}
             print(f"{name:>5}: profiled in {report[f'profile_{name}']['seconds']:.0f} s; unpruned "
                   f"{report[f'profile_{name}']['unpruned_ms']:.3f} ms; validation "
                   f"{v['within_10pct']:.0%} within 10%, {v['within_5pct']:.0%} within 5%"
-                  + (f"; {report[f'profile_{name}']['round_trips']} round trips to the phone"
-                     if name == "adb" else ""))
+                  + (f"; {report[f'profile_{name}']['round_trips']} round trips to the phone, "
+                     f"{report[f'profile_{name}']['pushed_mb']:.0f} MB pushed" if name == "adb" else ""))
         ratio_s = report["profile_adb"]["seconds"] / report["profile_local"]["seconds"]
-        print(f"bar (issue 18): the adb profile took {ratio_s:.2f}x the local one's time (bar 1.5x)")
+        print(f"bar (issue 18): the adb profile took {ratio_s:.2f}x the local one's time (bar 1.5x; "
+              f"stand-in benchmark_model: {report['stand_in']})")
         rng = np.random.default_rng(1)
         alphas = rng.uniform(0.1, 1.0, (50, len(graph.widths)))
         ratio = [profiles["adb"].cost()(a) / profiles["local"].cost()(a) for a in alphas]
@@ -113,6 +126,10 @@ def main(argv=None) -> dict:
                                       "max": float(max(ratio))}
         print(f"prediction adb / local over 50 random configurations: median "
               f"{np.median(ratio):.3f} (range {min(ratio):.3f} to {max(ratio):.3f})")
+        if args.profile_only:
+            if args.json:
+                write_json(args.json, report)
+            return report
 
         # 2. prune to the same latency ratio with each profile, verify on its device
         data = random_calibration(shape, samples=64, seed=0)

@@ -19,11 +19,14 @@ Start-up like a native binary's: the real tool starts in milliseconds, while a
 Python process that imports LiteRT takes 0.3-0.8 s here, more than the bursts
 it times. So the first run also starts a zygote (as Android starts apps): a
 process that has imported LiteRT and NumPy, listens on a Unix socket named
-after this file's contents, and forks a child per later run, which takes the
-caller's argv, environment (ITPL_*), folder and CPU affinity and writes to the
-caller's socket. The caller relays the output and the exit status. The zygote
+after this file's contents and its Python, and forks a child per later run.
+A run sends its process id and argv; the child takes the caller's folder,
+environment (ITPL_*) and CPU affinity from /proc, and writes the output and
+the exit status to the caller's socket, which the caller relays. The zygote
 exits after 60 s unused; ITPL_STANDIN_ZYGOTE=0 runs every call in its own
-process.
+process. A call through this script still starts Python (32-38 ms a call
+here); tests/adb_launcher.py builds a native caller (about 10 ms), which the
+benchmarks push instead.
 """
 
 import os
@@ -125,20 +128,20 @@ def main(argv):
 
 
 def _socket_path() -> str:
-    import hashlib  # no tempfile: its import costs more than the rest of the caller
+    import zlib  # not hashlib, tempfile: their imports cost more than the rest of the caller
 
     with open(os.path.abspath(__file__), "rb") as f:
-        key = hashlib.sha1(f.read() + sys.executable.encode()).hexdigest()[:12]
-    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"itpl-standin-{os.getuid()}-{key}.sock")
+        key = zlib.crc32(f.read() + sys.executable.encode())
+    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"itpl-standin-{os.getuid()}-{key:08x}.sock")
 
 
 def _via_zygote(argv) -> int | None:
     """Run ``argv`` in a child of the zygote, starting one if there is none;
-    None when none came up."""
-    import json
-    import socket
+    None when none came up. Built-in modules only (``_socket``, no ``json``):
+    ``socket`` and ``json`` took 20 ms of imports a call."""
+    import _socket
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     for attempt in range(300):
         try:
             sock.connect(_socket_path())
@@ -149,11 +152,12 @@ def _via_zygote(argv) -> int | None:
             time.sleep(0.05)
     else:
         return None
-    request = {"argv": argv, "cwd": os.getcwd(), "cpus": sorted(os.sched_getaffinity(0)),
-               "env": {k: v for k, v in os.environ.items() if k.startswith("ITPL_")}}
-    with sock:
-        sock.sendall(json.dumps(request).encode() + b"\n")
+    try:  # the request: our process id and the arguments, each ending in NUL
+        sock.sendall(b"".join(a.encode() + b"\0" for a in [str(os.getpid()), *argv]))
+        sock.shutdown(_socket.SHUT_WR)
         out = b"".join(iter(lambda: sock.recv(65536), b""))  # a few KB
+    finally:
+        sock.close()
     cut = out.rfind(_EXIT)
     os.write(1, out[:cut] if cut >= 0 else out)
     sys.stdout.flush()
@@ -162,7 +166,6 @@ def _via_zygote(argv) -> int | None:
 
 def _serve(path: str) -> None:
     """The zygote: import the heavy modules once, then fork a child per request."""
-    import json
     import signal
     import socket
     import traceback
@@ -192,15 +195,18 @@ def _serve(path: str) -> None:
         server.close()
         code = 1
         try:
-            request = json.loads(conn.makefile("rb").readline())
-            os.chdir(request["cwd"])
+            pid, *argv = b"".join(iter(lambda: conn.recv(65536), b"")).decode().split("\0")[:-1]
+            # the caller's folder, ITPL_* environment and CPU affinity, from /proc
+            os.chdir(os.readlink(f"/proc/{pid}/cwd"))
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(e.split("=", 1) for e in f.read().decode().split("\0") if "=" in e)
             for key in [k for k in os.environ if k.startswith("ITPL_")]:
                 del os.environ[key]  # the caller's, not the zygote's start-up values
-            os.environ.update(request["env"])
-            os.sched_setaffinity(0, request["cpus"])
+            os.environ.update({k: v for k, v in env.items() if k.startswith("ITPL_")})
+            os.sched_setaffinity(0, os.sched_getaffinity(int(pid)))
             os.dup2(conn.fileno(), 1)
             os.dup2(conn.fileno(), 2)
-            code = main(request["argv"])
+            code = main(argv)
         except BaseException:
             traceback.print_exc()
         finally:

@@ -101,6 +101,7 @@ class LoopbackPhone:
         self.accept_new_keys = accept_new_keys
         self.keys: list[tuple[int, int]] = []
         self.commands: list[str] = []
+        self.sync_sessions = 0  # sync: services opened
         self.offered_keys = 0
         self._drop_at: int | None = None
         self._stay_down = True
@@ -273,6 +274,7 @@ class _Connection:
         if service.startswith("shell:"):
             stream = _ShellStream(self, local_id, host_id, service[len("shell:"):])
         elif service == "sync:":
+            self.phone.sync_sessions += 1
             stream = _SyncStream(self, local_id, host_id)
         else:
             self.send(CLSE, 0, host_id)

@@ -124,23 +124,86 @@ def test_time_model_pushes_runs_and_removes(phone, tmp_path):
     assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
 
 
-def test_a_timing_sequence_is_one_round_trip(phone, tmp_path):
+def _loop(command):
+    """The model numbers a timing loop runs, in order (``for m in 0 1 0 2 0; do``)."""
+    return [int(m) for m in command.split("for m in ", 1)[1].split(";", 1)[0].split()]
+
+
+def test_a_timing_sequence_is_two_round_trips(phone, tmp_path):
     from itpl.deploy.timing import Timer
 
-    ref, model = tmp_path / "ref.tflite", tmp_path / "m.tflite"
+    ref, a, b = (tmp_path / f"{n}.tflite" for n in ("ref", "a", "b"))
     ref.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 32))
-    model.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    a.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    b.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 16))
     device = _device(phone, tmp_path, cpu_mask="0x1")
     device.facts(1)  # the binary pushed and the phone read: not part of the timing
-    before, commands = device.round_trips, len(phone.commands)
-    rel = Timer(device, str(ref), threads=1, burst_ms=20).measure([str(model)], rounds=3,
-                                                                   max_rounds=3)[0]
-    assert len(rel.ratios) == 3 and all(r > 0 for r in rel.ratios)
+    before, commands, syncs = device.round_trips, len(phone.commands), phone.sync_sessions
+    got = Timer(device, str(ref), threads=1, burst_ms=20).measure([str(a), str(b)], rounds=3,
+                                                                   max_rounds=3)
+    assert [len(r.ratios) for r in got] == [3, 3] and all(x > 0 for r in got for x in r.ratios)
     runs = [c for c in phone.commands[commands:] if "--graph=" in c]
-    assert len(runs) == 1 and runs[0].count("--graph=") == 7  # ref, m, ref, m, ref, m, ref
-    assert "taskset 1 " in runs[0] and "--min_secs=0.02" in runs[0]
-    assert device.round_trips - before == 3  # two pushes, one shell command
-    assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))  # removed afterwards
+    assert len(runs) == 1 and "taskset 1 " in runs[0] and "--min_secs=0.02" in runs[0]
+    order = _loop(runs[0])  # model 0 is the reference, between every two others
+    assert order[0::2] == [0] * 7 and sorted(order[1::2]) == [1, 1, 1, 2, 2, 2]
+    assert device.round_trips - before == 2 and phone.sync_sessions - syncs == 1  # 3 files
+    assert not [p for p in phone.device_path("/data/local/tmp").iterdir()
+                if p.name.startswith("itpl-run-")]  # the models' folder is removed
+
+
+def test_a_long_sequence_takes_several_loops(phone, tmp_path, monkeypatch):
+    import itpl.deploy.devices.adb as adb
+
+    monkeypatch.setattr(adb, "LOOP_CHARS", 12)  # a command line 6 bursts long
+    ref, a = tmp_path / "ref.tflite", tmp_path / "a.tflite"
+    ref.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 32))
+    a.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    device = _device(phone, tmp_path)
+    device.facts(1)
+    commands = len(phone.commands)
+    sequence = [str(ref), str(a)] * 7 + [str(ref)]
+    times = device.time_bursts(sequence, threads=1, burst_ms=5)
+    runs = [_loop(c) for c in phone.commands[commands:] if "--graph=" in c]
+    assert [len(r) for r in runs] == [6, 6, 3] and sum(runs, []) == [0, 1] * 7 + [0]
+    assert len(times) == 15 and all(t > 0 for t in times)
+    assert not [p for p in phone.device_path("/data/local/tmp").iterdir()
+                if p.name.startswith("itpl-run-")]
+
+
+def test_the_native_stand_in_runs_the_tool(phone, tmp_path, monkeypatch):
+    from tests.adb_launcher import TOOL, stand_in
+
+    binary = stand_in()
+    if binary == TOOL:
+        pytest.skip("no C compiler for the native stand-in")
+    # its zygote reads the caller's environment from /proc: the layout is the caller's
+    monkeypatch.setenv("ITPL_STANDIN_LAYOUT", "percentiles")
+    ref, a = tmp_path / "ref.tflite", tmp_path / "a.tflite"
+    ref.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 32))
+    a.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    device = _device(phone, tmp_path, benchmark_binary=binary, cpu_mask="1")
+    t = device.time_model(str(a), threads=1, min_repeats=25, max_seconds=0.05)
+    assert t.statistic == "median" and t.repeats >= 25 and t.min_ms <= t.median_ms <= t.max_ms
+    times = device.time_bursts([str(ref), str(a), str(ref)], threads=1, burst_ms=5, min_runs=3)
+    assert len(times) == 3 and all(x > 0 for x in times)
+    # the tool's failure and exit status come through
+    out, rc = device.shell(f"{device._benchmark_binary()} --graph=/data/local/tmp/none.tflite")
+    assert rc == 1 and "ERROR: File /data/local/tmp/none.tflite does not exist." in out
+    out, rc = device.shell(f"{device._benchmark_binary()} --no_such_flag=1")
+    assert rc == 1 and "Unconsumed cmdline flags: --no_such_flag=1" in out
+
+
+def test_messages_keep_their_checksum(phone, tmp_path):
+    # the direct transport sums message bytes with NumPy: the value adbd
+    # before Android 9 checks must be adb-shell's own
+    from adb_shell.adb_message import AdbMessage, checksum
+    from adb_shell.constants import WRTE
+
+    _device(phone, tmp_path).shell("true")  # connected: the NumPy sum is in place
+    rng = np.random.default_rng(0)
+    for data in (b"", b"\xff" * 70_000, rng.bytes(300_000), bytearray(rng.bytes(4096))):
+        assert AdbMessage(WRTE, 1, 2, data).checksum == checksum(data)
+    assert AdbMessage._itpl_numpy_checksum
 
 
 def test_usb_without_the_usb_extra(tmp_path):
@@ -218,11 +281,11 @@ def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
             made.transport.offline_wait_s = 1  # the phone stays away: no use waiting long
         return made
 
-    phone.drop_after(15)  # facts, then about a dozen samples (one shell command each)
+    phone.drop_after(4)  # chmod, facts, then the first batch of samples, cut in the second
     with pytest.raises(DeviceError, match="lost the connection.*run the same command again"):
         profile_model(graph, device(retries=1), name="residual", cache=cache, **FAST)
     first = _cache_keys(cache)
-    assert 5 < len(first) < 30
+    assert len(first) == 16  # one whole batch, in the cache before the next was timed
     phone.restore()  # the adb server reconnects it by itself within seconds
     device, before = device(), len(phone.commands)
     if device.kind == "server":
@@ -231,10 +294,12 @@ def test_dropped_connection_mid_profile_resumes(phone, phone_spec, tmp_path):
     keys = _cache_keys(cache)
     assert keys[:len(first)] == first and len(keys) == len(set(keys))  # none lost or twice
     assert profile.resumed == len(first)
-    runs = [c for c in phone.commands[before:] if "--graph=" in c]
-    # the second run timed only what was missing, each sample with its two
-    # reference bursts in one shell command
-    assert len(runs) == len(keys) - len(first) and all(c.count("--graph=") == 3 for c in runs)
+    loops = [_loop(c) for c in phone.commands[before:] if "--graph=" in c]
+    # the second run timed only what was missing, in batches: one loop each, every
+    # model once (one round) between two bursts of the reference, model 0
+    assert all(l[0::2] == [0] * (len(l) // 2 + 1) and sorted(l[1::2]) == list(range(1, len(l) // 2 + 1))
+               for l in loops)
+    assert sum(len(l) // 2 for l in loops) == len(keys) - len(first)
     assert profile.device["model"] == "Pixel 2" and profile.validation["random"]["measured_ms"]
 
 

@@ -48,6 +48,14 @@ def test_host_protocol_against_debian_adb(server, phone, tmp_path):
     client.push(serial, str(tmp_path / "blob"), "/data/local/tmp/blob", mode=0o640)
     target = phone.device_path("/data/local/tmp/blob")
     assert target.read_bytes() == blob and target.stat().st_mode & 0o777 == 0o640
+    # several files in one sync session, the answers read at the end
+    files, syncs = [], phone.sync_sessions
+    for i in range(3):
+        (tmp_path / f"f{i}").write_bytes(blob[i * 1000:])
+        files.append((str(tmp_path / f"f{i}"), f"/data/local/tmp/many/f{i}"))
+    client.push_many(serial, files)
+    assert phone.sync_sessions - syncs == 1
+    assert [phone.device_path(r).read_bytes() for _, r in files] == [blob[i * 1000:] for i in range(3)]
     # the phone saw only the server's key, offered once: itpl brought none of its own
     assert phone.offered_keys == 1
 
@@ -65,6 +73,13 @@ def test_phone_device_through_the_server(server, phone, tmp_path):
     assert t.repeats >= 30 and 0 < t.min_ms <= t.median_ms <= t.max_ms
     assert t.statistic == "average"  # the stand-in prints TFLite's layout without a median
     assert not list(phone.device_path("/data/local/tmp").glob("*.tflite"))
+    # a timing sequence: one sync session for its models, one shell command
+    before, syncs = device.round_trips, phone.sync_sessions
+    small = tmp_path / "small.tflite"
+    small.write_bytes(micro_model(LayerShape("conv", (14, 14)), 32, 8))
+    times = device.time_bursts([str(path), str(small), str(path)], threads=1, burst_ms=5)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert device.round_trips - before == 2 and phone.sync_sessions - syncs == 1
     assert phone.offered_keys == 1
 
 

@@ -50,8 +50,11 @@ def test_channel_tile_measured_alone_on_the_real_device():
 
     class Counting(LocalDevice):
         def time_bursts(self, sequence, **kw):
-            assert len(sequence) == 3 and sequence[0] == sequence[2] != sequence[1]
-            sizes.append(os.path.getsize(sequence[1]))
+            # one round of a batch: the reference between every two probes
+            ref = sequence[0]
+            assert set(sequence[0::2]) == {ref} and ref not in sequence[1::2]
+            assert len(set(sequence[1::2])) == len(sequence) // 2
+            sizes.extend(os.path.getsize(p) for p in sequence[1::2])
             return super().time_bursts(sequence, **kw)
 
     assert measure_channel_tile(Counting(), rounds=1) in TILES
@@ -83,15 +86,17 @@ def test_layer_fit_substitutes_channel_counts_exactly():
 
 
 class _Device(LocalDevice):
-    """The real local device, counting calls and interrupted after ``stop`` of them."""
+    """The real local device, counting calls and the models timed (all but the
+    reference), and interrupted after ``stop`` calls."""
 
     def __init__(self, stop=None):
-        self.calls, self.stop = 0, stop
+        self.calls, self.models, self.stop = 0, 0, stop
 
     def time_bursts(self, sequence, **kw):
         if self.stop is not None and self.calls >= self.stop:
             raise KeyboardInterrupt
         self.calls += 1
+        self.models += len(set(sequence[1::2]))
         return super().time_bursts(sequence, **kw)
 
 
@@ -104,16 +109,18 @@ def test_interrupted_profile_resumes_without_repeating_a_sample(tmp_path):
     graph = analyze(ResidualNet(), ResidualNet.input_shape)
     cache = str(tmp_path / "p.cache")
     with pytest.raises(KeyboardInterrupt):
-        profile_model(graph, _Device(stop=45), name="residual", cache=cache, **FAST)
+        profile_model(graph, _Device(stop=3), name="residual", cache=cache, **FAST)
     first = _cache_keys(cache)
-    assert len(first) == 45
+    assert len(first) == 48  # three batches of 16, each in the cache before the next
     with open(cache, "a") as f:
         f.write('{"key": "torn')  # what a kill during a write leaves
     device = _Device()
     profile = profile_model(graph, device, name="residual", cache=cache, **FAST)
     keys = _cache_keys(cache)
-    assert keys[:45] == first and len(keys) == len(set(keys))  # nothing lost or twice
-    assert device.calls == len(keys) - 45 and profile.resumed == 45
+    assert keys[:48] == first and len(keys) == len(set(keys))  # nothing lost or twice
+    assert device.models == len(keys) - 48 and profile.resumed == 48
+    whole = 8 + 3 + len(profile.validation["solver"]["widths"])  # calibration, validation
+    assert device.calls == -(-(len(keys) - 48 - whole) // 16) + 2  # a call per batch
 
     layers = [l for l in graph.layers if l.kind in ("conv", "linear")]
     assert [r["name"] for r in profile.layers] == [l.name for l in layers]

@@ -169,20 +169,25 @@ class Timer:
         return out
 
     def measure(self, paths: list[str], *, rounds: int = 5, max_rounds: int | None = None,
-                precision: float = 0.02) -> list[Relative]:
+                precision: float = 0.02, each: bool = False) -> list[Relative]:
         """Ratios of ``paths`` to the reference, measured until precise enough.
 
         ``rounds`` rounds first; then, while some model's 95% interval is
         wider than ``precision`` (half-width, relative) and fewer than
-        ``max_rounds`` (default ``3 * rounds``) are done, ``rounds`` more.
+        ``max_rounds`` (default ``3 * rounds``) are done, ``rounds`` more: of
+        every model, or with ``each`` of the imprecise ones only (a batch of
+        profile samples, where one noisy sample should not re-time the rest).
         """
         max_rounds = max(rounds, max_rounds or 3 * rounds)
         got = self.rounds(paths, rounds)
-        while len(got[0]) < max_rounds:
-            if all(Relative(r).precision <= precision for r in got):
+        while True:
+            todo = [i for i, r in enumerate(got) if Relative(r).precision > precision]
+            if not todo or len(got[todo[0]]) >= max_rounds:
                 break
-            more = self.rounds(paths, min(rounds, max_rounds - len(got[0])))
-            got = [a + b for a, b in zip(got, more)]
+            todo = todo if each else list(range(len(paths)))
+            more = self.rounds([paths[i] for i in todo], min(rounds, max_rounds - len(got[todo[0]])))
+            for i, m in zip(todo, more):
+                got[i] = got[i] + m
         return [Relative(r) for r in got]
 
     def spread(self) -> Spread:

@@ -93,16 +93,27 @@ def _valid(rec) -> bool:
 class Sampler:
     """Times jobs not yet in the cache as ratios to ``timer``'s reference, named ``name``.
 
-    A job is a function writing a .tflite to a path. Each is timed in
-    ``rounds`` rounds back to back, up to three times as many while its
-    ratios disagree by more than ``precision``; the count of jobs that never
-    got there is kept in ``imprecise``.
+    A job is a function writing a .tflite to a path. Jobs are timed in
+    batches of up to ``batch`` models (and ``batch_bytes`` of model files):
+    ``rounds`` rounds of the whole batch in one device call, each round the
+    batch's models in a shuffled order with a reference burst between every
+    two (:meth:`itpl.deploy.timing.Timer.rounds`), so ``k`` models take ``2k + 1``
+    bursts a round, and a phone gets a batch in one push and one shell
+    command. A model whose ratios disagree by more than ``precision`` gets
+    more rounds, up to three times as many, without the rest of its batch;
+    the count of jobs that never got there is kept in ``imprecise``. Each
+    batch is in the cache before the next is timed, so an interruption loses
+    one batch at most.
     """
 
     def __init__(self, timer: Timer, name: str, store: SampleCache, *, rounds: int = 3,
-                 precision: float = 0.03, progress: bool = False):
+                 precision: float = 0.03, progress: bool = False, batch: int = 16,
+                 batch_bytes: float = 200e6):
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
         self.timer, self.name, self.store = timer, name, store
         self.rounds, self.precision = rounds, precision
+        self.batch, self.batch_bytes = batch, batch_bytes
         self.progress, self.imprecise, self.timed = progress, 0, 0
         timer.reference_ms += store.reference_ms.get(name, [])
 
@@ -115,17 +126,27 @@ class Sampler:
             bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=label, unit="model",
                        leave=False)
         with tempfile.TemporaryDirectory(prefix="itpl-profile-") as tmp:
-            path = os.path.join(tmp, "sample.tflite")
-            for key, write in todo:
-                write(path)
+            while todo:
+                keys, paths, size = [], [], 0
+                while todo and len(keys) < self.batch and (not keys or size < self.batch_bytes):
+                    key, write = todo.pop(0)
+                    path = os.path.join(tmp, f"sample{len(keys)}.tflite")
+                    write(path)
+                    keys.append(key)
+                    paths.append(path)
+                    size += os.path.getsize(path)
                 before = len(self.timer.reference_ms)
-                got = self.timer.measure([path], rounds=self.rounds, max_rounds=3 * self.rounds,
-                                         precision=self.precision)[0]
-                self.imprecise += got.precision > self.precision
-                self.timed += 1
-                self.store.put(key, got.ratios, self.name, self.timer.reference_ms[before:])
+                got = self.timer.measure(paths, rounds=self.rounds, max_rounds=3 * self.rounds,
+                                         precision=self.precision, each=True)
+                # every line carries its share of the batch's reference bursts
+                # (the cache keeps them for the whole run, not per sample)
+                reference = self.timer.reference_ms[before:]
+                for i, (key, rel) in enumerate(zip(keys, got)):
+                    self.imprecise += rel.precision > self.precision
+                    self.timed += 1
+                    self.store.put(key, rel.ratios, self.name, reference if i == 0 else [])
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(len(keys))
         if bar is not None:
             bar.close()
 

@@ -18,9 +18,11 @@ sample cache on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
+import secrets
 import shlex
 import time
 
@@ -40,6 +42,8 @@ BINARY_HELP = (
     "adb shell chmod +x /data/local/tmp/benchmark_model")
 _RC_MARK = "ITPL_EXIT="
 _BURST_MARK = "ITPL_BURST="
+# Characters of model numbers in one shell loop: old adbd takes 4096-byte service names.
+LOOP_CHARS = 3000
 
 
 def parse_spec(spec: str) -> tuple[str, str, int | None]:
@@ -119,7 +123,8 @@ class AdbDevice(Device):
                                              auth_timeout_s=auth_timeout_s,
                                              connect_timeout_s=connect_timeout_s)
         self._reached = False  # connected at least once: later failures are drops
-        self.round_trips = 0  # shell commands and pushes sent to the phone
+        self.round_trips = 0  # shell commands and sync (push) sessions opened on the phone
+        self.pushed_bytes = 0
         self._binary: str | None = None
         self._facts: dict | None = None
 
@@ -160,26 +165,29 @@ class AdbDevice(Device):
                           "the phone and run the same command again (a profile resumes from its "
                           "cache)") from None
 
+    def _shell_once(self, command: str, timeout_s: float) -> tuple[str, int]:
+        self.round_trips += 1
+        out = self.transport.shell(f"({command}); echo {_RC_MARK}$?", timeout_s=timeout_s)
+        head, mark, rc = out.rpartition(_RC_MARK)
+        if not mark:  # the stream ended before the command did: a dropped connection
+            raise ConnectionLost(f"the shell ended '{command[:60]}' without its exit status")
+        return head, int(rc.strip() or 1)
+
     def shell(self, command: str, *, timeout_s: float = 60.0,
               what: str | None = None) -> tuple[str, int]:
         """(output, exit status) of a shell command on the phone."""
-        def run():
-            self.round_trips += 1
-            out = self.transport.shell(f"({command}); echo {_RC_MARK}$?", timeout_s=timeout_s)
-            head, mark, rc = out.rpartition(_RC_MARK)
-            if not mark:  # the stream ended before the command did: a dropped connection
-                raise ConnectionLost(f"the shell ended '{command[:60]}' without its exit status")
-            return head, int(rc.strip() or 1)
+        return self._retrying(what or f"running '{command}'",
+                              lambda: self._shell_once(command, timeout_s))
 
-        return self._retrying(what or f"running '{command}'", run)
+    def _push_once(self, files: list[tuple[str, str]], mode: int) -> None:
+        self.round_trips += 1  # one sync session, however many files
+        size = sum(os.path.getsize(local) for local, _ in files)
+        self.transport.push_many(files, mode=mode, timeout_s=30.0 + size / 1e6)  # >= 1 MB/s
+        self.pushed_bytes += size
 
     def push(self, local: str, remote: str, *, mode: int = 0o644) -> None:
-        timeout = 30.0 + os.path.getsize(local) / 1e6  # at least 1 MB/s
-        def run():
-            self.round_trips += 1
-            self.transport.push(local, remote, mode=mode, timeout_s=timeout)
-
-        self._retrying(f"pushing {os.path.basename(local)}", run)
+        self._retrying(f"pushing {os.path.basename(local)}",
+                       lambda: self._push_once([(local, remote)], mode))
 
     # --- benchmark_model -------------------------------------------------------
 
@@ -247,12 +255,10 @@ class AdbDevice(Device):
         command = " ".join([command, *flags])
         if self.cpu_mask:
             command = f"taskset {self.cpu_mask} {command}"
-        out, rc = self.shell(f"{command} 2>&1", timeout_s=60.0 + 3 * max_seconds,
+        # removed by the same command, which keeps the tool's exit status
+        out, rc = self.shell(f"{command} 2>&1; s=$?; rm -f {shlex.quote(remote)}; exit $s",
+                             timeout_s=60.0 + 3 * max_seconds,
                              what=f"timing {os.path.basename(path)}")
-        try:
-            self.shell(f"rm -f {shlex.quote(remote)}", what="removing a pushed model")
-        except DeviceError:
-            pass  # the timing stands; the next command meets the lost connection
         try:
             return parse_benchmark_output(out)
         except ValueError as exc:
@@ -277,44 +283,64 @@ class AdbDevice(Device):
 
     def time_bursts(self, sequence: list[str], *, threads: int, burst_ms: float,
                     min_runs: int = 1) -> list[float]:
-        """See :meth:`Device.time_bursts`: each distinct model pushed once, then the
-        whole sequence timed by one shell command, ``benchmark_model`` run on the
-        phone for each entry in turn (a reference between every two models, as
-        :mod:`itpl.deploy.timing` orders them), the outputs told apart by markers.
+        """See :meth:`Device.time_bursts`: two round trips for the whole sequence.
 
-        One round trip for the sequence instead of three per burst.
+        The distinct models go in one sync session into a folder of their own
+        (``0.tflite``, ...); one shell command loops over the sequence on the
+        phone, ``benchmark_model`` once per burst in its order (a reference
+        between every two models, as :mod:`itpl.deploy.timing` orders them), each
+        output after a marker naming its model, then removes the folder. Past
+        ``LOOP_CHARS`` of model numbers (about 1000 bursts), one more command.
         """
         binary = self._benchmark_binary()
-        remotes = {}
-        for path in dict.fromkeys(sequence):
-            with open(path, "rb") as f:
-                digest = hashlib.sha1(f.read()).hexdigest()[:12]
-            remotes[path] = posixpath.join(REMOTE_DIR, f"itpl-{digest}.tflite")
-            self.push(path, remotes[path])
+        models = list(dict.fromkeys(sequence))
+        number = {path: i for i, path in enumerate(models)}
+        order = [number[path] for path in sequence]
+        folder = posixpath.join(REMOTE_DIR, f"itpl-run-{secrets.token_hex(4)}")
         seconds = burst_ms / 1e3
-        steps = []
-        for i, path in enumerate(sequence):
-            command = (f"{binary} --graph={remotes[path]} --num_threads={threads} --warmup_runs=1"
-                       f" --warmup_min_secs=0 --num_runs={min_runs} --min_secs={seconds:g}"
-                       f" --max_secs={max(4 * seconds, 1.0):g}")
-            if self.cpu_mask:
-                command = f"taskset {self.cpu_mask} {command}"
-            steps.append(f"echo {_BURST_MARK}{i}; {command} 2>&1")
-        cleanup = "rm -f " + " ".join(shlex.quote(r) for r in dict.fromkeys(remotes.values()))
-        out, rc = self.shell("; ".join(steps + [cleanup]),
-                             timeout_s=60.0 + len(sequence) * (10.0 + 4 * seconds),
-                             what=f"timing {len(remotes)} models in {len(sequence)} bursts")
+        command = (f"{binary} --graph={folder}/$m.tflite --num_threads={threads} --warmup_runs=1"
+                   f" --warmup_min_secs=0 --num_runs={min_runs} --min_secs={seconds:g}"
+                   f" --max_secs={max(4 * seconds, 1.0):g}")
+        if self.cpu_mask:
+            command = f"taskset {self.cpu_mask} {command}"
+        pieces, piece, chars = [], [], 0  # the model numbers of each loop, within LOOP_CHARS
+        for m in order:
+            if piece and chars + len(str(m)) + 1 > LOOP_CHARS:
+                pieces.append(piece)
+                piece, chars = [], 0
+            piece.append(m)
+            chars += len(str(m)) + 1
+        pieces.append(piece)
+
+        def run() -> str:
+            try:
+                self._push_once([(p, f"{folder}/{i}.tflite") for i, p in enumerate(models)], 0o644)
+            except DeviceError as exc:
+                if not isinstance(exc, ConnectionLost):  # refused (a full disk): remove the rest
+                    with contextlib.suppress(DeviceError):
+                        self._shell_once(f"rm -rf {folder}", 30.0)
+                raise
+            out = []
+            for k, piece in enumerate(pieces):
+                loop = (f"for m in {' '.join(map(str, piece))}; do echo {_BURST_MARK}$m; "
+                        f"{command} 2>&1; done")
+                if k == len(pieces) - 1:
+                    loop += f"; rm -rf {folder}"
+                out.append(self._shell_once(loop, 60.0 + len(piece) * (10.0 + 4 * seconds))[0])
+            return "".join(out)
+
+        out = self._retrying(f"timing {len(models)} models in {len(sequence)} bursts", run)
         parts = out.split(_BURST_MARK)[1:]
-        if len(parts) != len(sequence):
-            raise DeviceError(f"benchmark_model printed {len(parts)} of {len(sequence)} bursts "
-                              f"(exit status {rc})")
+        if [p.split("\n", 1)[0].strip() for p in parts] != [str(m) for m in order]:
+            raise DeviceError(f"benchmark_model printed {len(parts)} of {len(sequence)} bursts, "
+                              "or not in the order asked")
         times = []
-        for i, part in enumerate(parts):
+        for path, part in zip(sequence, parts):
             try:
                 result = parse_benchmark_output(part.split("\n", 1)[1] if "\n" in part else "")
             except ValueError as exc:
                 raise DeviceError(f"benchmark_model failed on "
-                                  f"{os.path.basename(sequence[i])}: {exc}") from None
+                                  f"{os.path.basename(path)}: {exc}") from None
             times.append(result.median_us / 1e3)
         return times
 

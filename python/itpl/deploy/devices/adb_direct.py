@@ -51,6 +51,23 @@ def _tcp_transport(host: str, port: int):
     return ClosingTcpTransport(host, port)
 
 
+def _numpy_checksum() -> None:
+    """adb-shell sums the bytes of every message it sends with Python's
+    ``sum`` (5 ms a MB: 70% of a push's time on a fast link); the same sum,
+    the same protocol, through NumPy. Set on its ``AdbMessage`` once."""
+    import numpy as np
+    from adb_shell.adb_message import AdbMessage, checksum
+
+    def fast(message) -> int:
+        if not isinstance(message.data, (bytes, bytearray)):
+            return checksum(message.data)
+        return int(np.frombuffer(message.data, np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
+
+    if not getattr(AdbMessage, "_itpl_numpy_checksum", False):
+        AdbMessage.checksum = property(fast)
+        AdbMessage._itpl_numpy_checksum = True
+
+
 def adb_server_running(port: int = 5037) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -73,6 +90,7 @@ class DirectTransport(Transport):
     def connect(self) -> None:
         if self._adb is not None:
             return
+        _numpy_checksum()
         if self.kind == "usb":
             adb = self._open_usb()
         else:
@@ -154,3 +172,28 @@ class DirectTransport(Transport):
     def push(self, local: str, remote: str, *, mode: int, timeout_s: float) -> None:
         self._call(lambda adb: adb.push(local, remote, st_mode=0o100000 | mode,
                                         transport_timeout_s=timeout_s, read_timeout_s=timeout_s))
+
+    def push_many(self, files: list[tuple[str, str]], *, mode: int, timeout_s: float) -> None:
+        """One ``sync:`` stream for every file. adb-shell's ``push`` opens one
+        per file; its private ``_open``/``_push``/``_clse`` (adb-shell 0.4)
+        make the session, and where they are missing each file goes alone."""
+        try:
+            from adb_shell.adb_device import _FileSyncTransactionInfo
+            from adb_shell.constants import FILESYNC_PUSH_FORMAT
+        except ImportError:
+            return super().push_many(files, mode=mode, timeout_s=timeout_s)
+
+        def send(adb):
+            if not all(hasattr(adb, name) for name in ("_open", "_push", "_clse")):
+                for local, remote in files:
+                    adb.push(local, remote, st_mode=0o100000 | mode,
+                             transport_timeout_s=timeout_s, read_timeout_s=timeout_s)
+                return
+            info = adb._open(b"sync:", timeout_s, timeout_s, None)
+            sync = _FileSyncTransactionInfo(FILESYNC_PUSH_FORMAT, maxdata=adb._maxdata)
+            for local, remote in files:
+                with open(local, "rb") as stream:
+                    adb._push(stream, remote, 0o100000 | mode, 0, None, info, sync)
+            adb._clse(info)
+
+        self._call(send)

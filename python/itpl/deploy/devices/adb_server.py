@@ -153,23 +153,32 @@ class AdbServer:
     def push(self, serial: str, local: str, remote: str, *, mode: int = 0o644,
              timeout_s: float = 60.0) -> None:
         """Copy ``local`` to ``remote`` on the phone through the ``sync:`` service."""
+        self.push_many(serial, [(local, remote)], mode=mode, timeout_s=timeout_s)
+
+    def push_many(self, serial: str, files: list[tuple[str, str]], *, mode: int = 0o644,
+                  timeout_s: float = 60.0) -> None:
+        """Copy each ``(local, remote)`` of ``files`` in one ``sync:`` session: the
+        SENDs go out back to back and the phone's answers are read at the end,
+        one OKAY per file, as ``adb push`` does with several files."""
         sock = self._service(serial, "sync:", timeout_s)
         try:
-            target = f"{remote},{0o100000 | mode}".encode()
-            sock.sendall(b"SEND" + struct.pack("<I", len(target)) + target)
-            with open(local, "rb") as f:
-                while chunk := f.read(SYNC_DATA_MAX):
-                    sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
-            sock.sendall(b"DONE" + struct.pack("<I", int(time.time())))
-            tag, n = struct.unpack("<4sI", self._read(sock, 8))
-            if tag == b"FAIL":
-                raise DeviceError(f"the phone refused {remote}: "
-                                  f"{self._read(sock, n).decode(errors='replace')}")
-            if tag != b"OKAY":
-                raise ConnectionLost(f"sync answered {tag!r} to a push")
+            for local, remote in files:
+                target = f"{remote},{0o100000 | mode}".encode()
+                sock.sendall(b"SEND" + struct.pack("<I", len(target)) + target)
+                with open(local, "rb") as f:
+                    while chunk := f.read(SYNC_DATA_MAX):
+                        sock.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                sock.sendall(b"DONE" + struct.pack("<I", int(time.time())))
+            for _, remote in files:
+                tag, n = struct.unpack("<4sI", self._read(sock, 8))
+                if tag == b"FAIL":
+                    raise DeviceError(f"the phone refused {remote}: "
+                                      f"{self._read(sock, n).decode(errors='replace')}")
+                if tag != b"OKAY":
+                    raise ConnectionLost(f"sync answered {tag!r} to a push")
             sock.sendall(b"QUIT" + struct.pack("<I", 0))
         except socket.timeout:
-            raise ConnectionLost(f"pushing {remote} took over {timeout_s:g} s") from None
+            raise ConnectionLost(f"pushing {files[-1][1]} took over {timeout_s:g} s") from None
         except OSError as exc:
             raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
         finally:
@@ -258,8 +267,11 @@ class ServerTransport(Transport):
         return self._call(lambda serial: self.server.shell(serial, command, timeout_s=timeout_s))
 
     def push(self, local: str, remote: str, *, mode: int, timeout_s: float) -> None:
-        self._call(lambda serial: self.server.push(serial, local, remote, mode=mode,
-                                                   timeout_s=timeout_s))
+        self.push_many([(local, remote)], mode=mode, timeout_s=timeout_s)
+
+    def push_many(self, files: list[tuple[str, str]], *, mode: int, timeout_s: float) -> None:
+        self._call(lambda serial: self.server.push_many(serial, files, mode=mode,
+                                                        timeout_s=timeout_s))
 
 
 def _listing(listed: list[tuple[str, str]]) -> str:

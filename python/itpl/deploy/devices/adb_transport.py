@@ -46,5 +46,11 @@ class Transport:
         """Copy the file ``local`` to ``remote`` on the phone with permissions ``mode``."""
         raise NotImplementedError
 
+    def push_many(self, files: list[tuple[str, str]], *, mode: int, timeout_s: float) -> None:
+        """Copy each ``(local, remote)`` of ``files``, in one sync session where
+        the transport can (the sync protocol takes several SENDs)."""
+        for local, remote in files:
+            self.push(local, remote, mode=mode, timeout_s=timeout_s)
+
     def close(self) -> None:
         """Drop the connection; the next call connects again."""
