@@ -44,7 +44,7 @@ from itpl.deploy.bench import bench_models  # noqa: E402
 from itpl.deploy.devices.adb import AdbDevice  # noqa: E402
 from itpl.deploy.devices.local import LocalDevice  # noqa: E402
 from itpl.deploy.export import export_tflite  # noqa: E402
-from itpl.latency.profile import profile_model  # noqa: E402
+from itpl.latency.measure import profile_model  # noqa: E402
 from itpl.model.graph import analyze  # noqa: E402
 from itpl.model.source import ModelSource  # noqa: E402
 from itpl.pipeline import prune_model  # noqa: E402
