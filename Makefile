@@ -69,7 +69,7 @@ demo-mobilenet: install
 	$(PY) -m itpl export $(DEMO)/mobilenet_v1-lat54.plan.json -o $(DEMO)/mobilenet_v1-lat54.tflite
 	$(PY) -m itpl bench mobilenet_v1 $(DEMO)/mobilenet_v1-lat54.plan.json --batch 1 4 8
 
-# Debian's adb client checks the tests' loopback phone (tests/adb_peer.py).
+# Debian's adb client checks the tests' loopback phone (loopback/peer.py).
 adb-client:
 	command -v adb >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adb; } \
 	    || { echo "make test needs Debian's adb: apt-get install adb (as root)"; exit 1; }

@@ -1,7 +1,7 @@
 """The ADB device against the local one: same commands, same CPU, agreement.
 
-The loopback phone of tests/adb_peer.py runs the stand-in benchmark_model
-(tests/adb_benchmark_model.py), which times with LiteRT on this CPU, so
+The loopback phone of loopback/peer.py runs the stand-in benchmark_model
+(loopback/benchmark_model.py), which times with LiteRT on this CPU, so
 ``--device adb:...`` and ``--device local`` measure the same hardware through
 different paths: the ADB protocol, a pushed model, a separate process, and
 benchmark_model's average instead of itpl's median. Issue 6's bar is that the
@@ -13,7 +13,7 @@ the end). This prints, for one model:
 1. ``itpl profile`` on both: time taken, round trips to the phone,
    validation, and each profile's prediction of the same random width
    configurations (ratio adb / local). The phone runs the stand-in tool's
-   native launcher (tests/adb_launcher.py) where a C compiler is found, as a
+   native launcher (loopback/launcher.py) where a C compiler is found, as a
    real phone runs a native benchmark_model; the converter is warmed up
    before either profile, so neither pays its imports;
 2. ``itpl prune --latency-ratio R --verify`` with each profile: widths chosen,
@@ -50,9 +50,9 @@ from itpl.model.source import ModelSource  # noqa: E402
 from itpl.pipeline import prune_model  # noqa: E402
 from itpl.train.data import random_calibration  # noqa: E402
 from itpl.util.fileio import write_json  # noqa: E402
-from tests.adb_launcher import TOOL, stand_in  # noqa: E402
-from tests.adb_peer import LoopbackPhone  # noqa: E402
-from tests.adb_server_process import DebianAdbServer  # noqa: E402
+from loopback.adb_server import DebianAdbServer  # noqa: E402
+from loopback.launcher import TOOL, stand_in  # noqa: E402
+from loopback.peer import LoopbackPhone  # noqa: E402
 
 
 def main(argv=None) -> dict:

@@ -1,4 +1,4 @@
-"""Phones over ADB, against the loopback phone of tests/adb_peer.py: the peer
+"""Phones over ADB, against the loopback phone of loopback/peer.py: the peer
 itself checked with Debian's adb client, then itpl's adb device (connection,
 key, facts, timing with the stand-in benchmark_model), its failure cases, the
 same device through Debian's adb server (itpl's host-protocol client), and
@@ -19,11 +19,12 @@ from itpl.deploy.flatbuffer import LayerShape, micro_model
 from itpl.latency.measure import profile_model
 from itpl.latency.profile import read_profile
 from itpl.model.graph import analyze
-from tests.adb_peer import LoopbackPhone
-from tests.adb_server_process import DebianAdbServer, free_port
+from loopback.adb_server import DebianAdbServer, free_port
+from loopback.launcher import TOOL
+from loopback.peer import LoopbackPhone
 from tests.small_models import ResidualNet
 
-STAND_IN = os.path.join(os.path.dirname(__file__), "adb_benchmark_model.py")
+STAND_IN = TOOL  # the stand-in benchmark_model script
 FAST = dict(grid=2, calibrate=8, validate=3, rounds=1, round_to=8)
 
 
@@ -171,7 +172,7 @@ def test_a_long_sequence_takes_several_loops(phone, tmp_path, monkeypatch):
 
 
 def test_the_native_stand_in_runs_the_tool(phone, tmp_path, monkeypatch):
-    from tests.adb_launcher import TOOL, stand_in
+    from loopback.launcher import TOOL, stand_in
 
     binary = stand_in()
     if binary == TOOL:

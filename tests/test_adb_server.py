@@ -3,7 +3,6 @@ port and HOME), which is ``adb connect``ed to the loopback phone: the
 host-protocol client, itpl's phone device through it, and its errors.
 The CLI end to end through the server is in test_adb.py."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,10 +11,11 @@ from itpl.deploy.devices import get_device
 from itpl.deploy.devices.adb import AdbDevice, DeviceError
 from itpl.deploy.devices.adb_server import AdbServer, server_port
 from itpl.deploy.flatbuffer import LayerShape, micro_model
-from tests.adb_peer import LoopbackPhone
-from tests.adb_server_process import DebianAdbServer, free_port
+from loopback.adb_server import DebianAdbServer, free_port
+from loopback.launcher import TOOL
+from loopback.peer import LoopbackPhone
 
-STAND_IN = os.path.join(os.path.dirname(__file__), "adb_benchmark_model.py")
+STAND_IN = TOOL  # the stand-in benchmark_model script
 pytestmark = pytest.mark.skipif(not DebianAdbServer.available,
                                 reason="Debian's adb (make test installs it)")
 

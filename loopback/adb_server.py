@@ -3,7 +3,7 @@
 ``DebianAdbServer`` starts ``adb -P PORT start-server`` with a private HOME
 (the server keeps its key in ``~/.android``), so it never meets a user's
 server on 5037 or their keys, ``adb connect``s it to loopback phones
-(tests/adb_peer.py) and kills it at the end. All traffic stays on 127.0.0.1.
+(loopback/peer.py) and kills it at the end. All traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-/* Native launcher of the stand-in benchmark_model (tests/adb_benchmark_model.py).
+/* Native launcher of the stand-in benchmark_model (loopback/benchmark_model.py).
 
    A real benchmark_model is a native binary: the phone's shell starts it in a
    few milliseconds. The stand-in is Python, whose start (12-25 ms here, plus
@@ -8,7 +8,7 @@
    the launcher's folder, ITPL_* environment and CPU affinity from /proc, runs
    the tool and writes its output back, ending with "\0itpl-exit:N\n". The
    launcher prints the output and exits with N. Without a zygote it runs the
-   Python tool itself. Built by tests/adb_launcher.py with -DTOOL, -DPYTHON
+   Python tool itself. Built by loopback/launcher.py with -DTOOL, -DPYTHON
    and -DSOCKET. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env -S python3 -S
-"""Stand-in for TFLite's benchmark_model on the loopback phone (tests/adb_peer.py).
+"""Stand-in for TFLite's benchmark_model on the loopback phone (loopback/peer.py).
 
 It takes the real tool's flags (--graph, --num_threads, --warmup_runs,
 --warmup_min_secs, --num_runs, --min_secs, --max_secs, --enable_op_profiling),
@@ -25,7 +25,7 @@ environment (ITPL_*) and CPU affinity from /proc, and writes the output and
 the exit status to the caller's socket, which the caller relays. The zygote
 exits after 60 s unused; ITPL_STANDIN_ZYGOTE=0 runs every call in its own
 process. A call through this script still starts Python (32-38 ms a call
-here); tests/adb_launcher.py builds a native caller (about 10 ms), which the
+here); loopback/launcher.py builds a native caller (about 10 ms), which the
 benchmarks push instead.
 """
 

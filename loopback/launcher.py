@@ -1,10 +1,10 @@
 """The stand-in benchmark_model as a native executable, as the real tool is.
 
-``stand_in()`` compiles tests/adb_launcher.c (a C compiler is there wherever
+``stand_in()`` compiles loopback/launcher.c (a C compiler is there wherever
 itpl's C++ core was built) into a folder under the temporary directory, once
 per source, tool and Python, and returns its path; ``benchmark_binary=`` then
 pushes it to the loopback phone. Each run hands its arguments to the Python
-stand-in's zygote (tests/adb_benchmark_model.py) and prints what the tool
+stand-in's zygote (loopback/benchmark_model.py) and prints what the tool
 prints, so a burst costs the phone a native start instead of a Python one.
 Without a compiler it returns the Python stand-in itself.
 
@@ -28,13 +28,13 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOOL = os.path.join(HERE, "adb_benchmark_model.py")
-SOURCE = os.path.join(HERE, "adb_launcher.c")
+TOOL = os.path.join(HERE, "benchmark_model.py")
+SOURCE = os.path.join(HERE, "launcher.c")
 
 
 def _zygote_socket(python: str) -> str:
     """The socket the stand-in's zygote listens on when ``python`` runs it
-    (``_socket_path`` of adb_benchmark_model.py, computed here for that Python)."""
+    (``_socket_path`` of benchmark_model.py, computed here for that Python)."""
     import zlib
 
     with open(TOOL, "rb") as f:
