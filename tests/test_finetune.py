@@ -112,7 +112,7 @@ def test_distillation_runs_from_a_teacher(data_dir, tmp_path):
     diff = sum(float((a - b).abs().sum()) for a, b in
                zip(student.state_dict().values(), plain.state_dict().values()))
     assert diff > 0  # the teacher's term changed the gradients
-    with pytest.raises(ValueError, match="needs a teacher"):
+    with pytest.raises(ValueError, match="`kd_weight` needs a `teacher`"):
         finetune(_model(), train, val, config, str(tmp_path / "x"), progress=False)
 
 
