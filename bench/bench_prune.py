@@ -71,16 +71,14 @@ def main(argv=None) -> dict:
 
     def importance(kernel):
         def run():
-            if kernel is None:
-                compute_importance(graph, x, num_threads=args.threads)
-                return
             before = os.environ.get(KERNEL_ENV)
-            os.environ[KERNEL_ENV] = kernel
+            if kernel is not None:
+                os.environ[KERNEL_ENV] = kernel
             try:
                 compute_importance(graph, x, num_threads=args.threads)
             finally:
                 if before is None:
-                    del os.environ[KERNEL_ENV]
+                    os.environ.pop(KERNEL_ENV, None)
                 else:
                     os.environ[KERNEL_ENV] = before
         return run

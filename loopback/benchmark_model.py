@@ -127,11 +127,14 @@ def main(argv):
     return 0
 
 
-def _socket_path() -> str:
+def socket_path(python: str | None = None) -> str:
+    """The Unix socket of the zygote that ``python`` (default: this one) runs,
+    named after this file's contents and that Python; loopback/launcher.py
+    builds it into the native caller."""
     import zlib  # not hashlib, tempfile: their imports cost more than the rest of the caller
 
     with open(os.path.abspath(__file__), "rb") as f:
-        key = zlib.crc32(f.read() + sys.executable.encode())
+        key = zlib.crc32(f.read() + (python or sys.executable).encode())
     return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"itpl-standin-{os.getuid()}-{key:08x}.sock")
 
 
@@ -144,7 +147,7 @@ def _via_zygote(argv) -> int | None:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     for attempt in range(300):
         try:
-            sock.connect(_socket_path())
+            sock.connect(socket_path())
             break
         except OSError:
             if attempt == 0:
@@ -234,7 +237,7 @@ def _start_zygote() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--itpl-zygote"]:
-        _serve(_socket_path())
+        _serve(socket_path())
         sys.exit(0)
     if os.environ.get("ITPL_STANDIN_ZYGOTE", "1") != "0":
         status = _via_zygote(sys.argv[1:])

@@ -27,19 +27,11 @@ import subprocess
 import sys
 import tempfile
 
+from loopback.benchmark_model import socket_path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOL = os.path.join(HERE, "benchmark_model.py")
 SOURCE = os.path.join(HERE, "launcher.c")
-
-
-def _zygote_socket(python: str) -> str:
-    """The socket the stand-in's zygote listens on when ``python`` runs it
-    (``_socket_path`` of benchmark_model.py, computed here for that Python)."""
-    import zlib
-
-    with open(TOOL, "rb") as f:
-        key = zlib.crc32(f.read() + python.encode())
-    return os.path.join(os.environ.get("TMPDIR", "/tmp"), f"itpl-standin-{os.getuid()}-{key:08x}.sock")
 
 
 def stand_in() -> str:
@@ -57,7 +49,7 @@ def stand_in() -> str:
         return binary
     os.makedirs(folder, exist_ok=True)
     partial = f"{binary}.{os.getpid()}"
-    defines = {"TOOL": TOOL, "PYTHON": python, "SOCKET": _zygote_socket(python)}
+    defines = {"TOOL": TOOL, "PYTHON": python, "SOCKET": socket_path(python)}
     command = [compiler, "-O2", "-o", partial, SOURCE,
                *(f'-D{k}="{v}"' for k, v in defines.items())]
     done = subprocess.run(command, capture_output=True, text=True)

@@ -182,13 +182,11 @@ class DirectTransport(Transport):
             from adb_shell.constants import FILESYNC_PUSH_FORMAT
         except ImportError:
             return super().push_many(files, mode=mode, timeout_s=timeout_s)
+        self.connect()  # as _call would: the session's methods are the connection's
+        if not all(hasattr(self._adb, name) for name in ("_open", "_push", "_clse")):
+            return super().push_many(files, mode=mode, timeout_s=timeout_s)
 
         def send(adb):
-            if not all(hasattr(adb, name) for name in ("_open", "_push", "_clse")):
-                for local, remote in files:
-                    adb.push(local, remote, st_mode=0o100000 | mode,
-                             transport_timeout_s=timeout_s, read_timeout_s=timeout_s)
-                return
             info = adb._open(b"sync:", timeout_s, timeout_s, None)
             sync = _FileSyncTransactionInfo(FILESYNC_PUSH_FORMAT, maxdata=adb._maxdata)
             for local, remote in files:

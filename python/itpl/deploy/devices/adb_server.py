@@ -24,6 +24,7 @@ dropped off and came back is simply asked again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -47,6 +48,21 @@ def server_port() -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"ANDROID_ADB_SERVER_PORT='{value}' is not a port number")
     return int(value)
+
+
+@contextlib.contextmanager
+def _session(sock: socket.socket, timed_out: str):
+    """A service's exchange on ``sock``, closed at its end: a timeout (``timed_out``
+    says what took too long) or a socket error is a lost connection; what the
+    phone answered (``DeviceError``) passes as it is."""
+    try:
+        yield
+    except socket.timeout:
+        raise ConnectionLost(timed_out) from None
+    except OSError as exc:
+        raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        sock.close()
 
 
 class AdbServer:
@@ -136,18 +152,12 @@ class AdbServer:
         service, which every adbd has), read until the phone closes the stream."""
         sock = self._service(serial, f"shell:{command}", timeout_s)
         chunks = []
-        try:
+        with _session(sock, f"no end of '{command[:60]}' within {timeout_s:g} s"):
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except socket.timeout:
-            raise ConnectionLost(f"no end of '{command[:60]}' within {timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            sock.close()
         return b"".join(chunks).decode(errors="replace")
 
     def push(self, serial: str, local: str, remote: str, *, mode: int = 0o644,
@@ -161,7 +171,7 @@ class AdbServer:
         SENDs go out back to back and the phone's answers are read at the end,
         one OKAY per file, as ``adb push`` does with several files."""
         sock = self._service(serial, "sync:", timeout_s)
-        try:
+        with _session(sock, f"pushing {files[-1][1]} took over {timeout_s:g} s"):
             for local, remote in files:
                 target = f"{remote},{0o100000 | mode}".encode()
                 sock.sendall(b"SEND" + struct.pack("<I", len(target)) + target)
@@ -177,12 +187,6 @@ class AdbServer:
                 if tag != b"OKAY":
                     raise ConnectionLost(f"sync answered {tag!r} to a push")
             sock.sendall(b"QUIT" + struct.pack("<I", 0))
-        except socket.timeout:
-            raise ConnectionLost(f"pushing {files[-1][1]} took over {timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            sock.close()
 
 
 class ServerTransport(Transport):
