@@ -193,19 +193,21 @@ def bench_matrix(n, d, layers, threads, rng):
             "speedup": t_ref / t_itpl, "max_abs_diff": float(np.abs(ours - theirs).max())}
 
 
-# Kernels whose products are bf16 dot products: their share is of the bf16 peak.
-BF16 = ("avx512bf16",)
+# Kernels whose products are bf16 or 8-bit dot products: their share is of
+# their own dot-product peak (4 flops per float32 lane, or 8 integer
+# operations per 32-bit lane), not of the float32 FMA peak.
+DOT_PRODUCT = ("avx512bf16", "avx512vnni")
 
 
 def measure_peak(kernels, threads):
     """This machine's float32 FMA peak in GFLOP/s (see the module docstring), and the
-    peak per kernel (a bf16 kernel's: bf16 dot products, 4 flops per float32 lane)."""
+    peak per kernel (a dot-product kernel's: its bf16 or 8-bit dot products)."""
     from itpl import _core
 
     widest = {}
     for k in kernels:
         widest[k] = max(_core.fma_peak_gflops(k, num_threads=1, seconds=0.1) for _ in range(5))
-    fp32 = max(v for k, v in widest.items() if k not in BF16)
+    fp32 = max(v for k, v in widest.items() if k not in DOT_PRODUCT)
     return threads * fp32, {k: threads * v for k, v in widest.items()}
 
 
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
           f"BLAS {blas_name}, repeats {args.repeats}")
     print(f"float32 FMA peak, {args.threads} threads: {peak:.0f} GFLOP/s ("
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
-          + "; a bf16 kernel's share is of its bf16 dot-product peak)")
+          + "; a bf16 or 8-bit kernel's share is of its dot-product peak, in G operations/s)")
     print(f"load average before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     out = {"threads": args.threads, "kernels": kernels, "auto_kernel": hsic.gram_kernel("auto"),
            "blas": blas_name, "peak_gflops": peak, "peak_by_width": peaks,
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
         out["gram"].append(g)
         for name, v in g["results"].items():
             kernel = name.removeprefix("itpl ")
-            share = v["gflops_work"] / (peaks[kernel] if kernel in BF16 else peak)
+            share = v["gflops_work"] / (peaks[kernel] if kernel in DOT_PRODUCT else peak)
             print(f"{name:<16}{d:>8}  {v['median_s'] * 1e3:>9.1f}  {v['gflops_gemm_equiv']:>15.1f}  "
                   f"{v['gflops_work']:>12.1f}  {share:>7.0%}  "
                   f"{v['speedup_vs_torch']:>7.2f}x")

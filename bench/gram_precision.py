@@ -1,7 +1,9 @@
-"""What bf16 Gram products do to the method: nHSIC, importances and plans, per kernel.
+"""What rounded Gram products do to the method: nHSIC, importances and plans, per kernel.
 
-The avx512bf16 kernel rounds float32 activations to bf16 before its products
-(hsic.py, Precision). This script compares it with an exact float32 kernel on
+The avx512vnni kernel quantizes float32 activations to 8 bits per block of
+features, and the avx512bf16 kernel rounds them to bf16, before their products
+(hsic.py, Precision). This script compares one of them (default: avx512vnni)
+with an exact float32 kernel on
 the quantities ITPruner uses, next to the sampling noise of nHSIC itself:
 
   ResNet-20 trained on shapes10 (examples/resnet20-shapes10.pt, data from
@@ -17,7 +19,7 @@ the quantities ITPruner uses, next to the sampling noise of nHSIC itself:
   matrix and importances per kernel, against a second random batch.
 
     python bench/gram_precision.py --data OUT/train.pt [--profile r20.profile.json]
-        [--kernels avx512,avx512bf16] [--samples 256] [--mobilenet-samples 256] [--json out.json]
+        [--kernels avx512,avx512vnni] [--samples 256] [--mobilenet-samples 256] [--json out.json]
 """
 
 from __future__ import annotations
@@ -104,15 +106,15 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="shapes10 train.pt (examples/shapes10.py)")
     p.add_argument("--profile", help="ResNet-20 device profile for --latency-ratio 0.6")
-    p.add_argument("--kernels", default="avx512,avx512bf16",
-                   help="exact kernel, bf16 kernel (default avx512,avx512bf16)")
+    p.add_argument("--kernels", default="avx512,avx512vnni",
+                   help="exact kernel, rounding kernel (default avx512,avx512vnni)")
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--mobilenet-samples", type=int, default=256, help="0 skips MobileNetV1")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     kernels = args.kernels.split(",")
     if len(kernels) != 2:
-        p.error("--kernels takes two names: the exact kernel, then the bf16 one")
+        p.error("--kernels takes two names: the exact kernel, then the rounding one")
     for k in kernels:
         hsic.gram_kernel(k)  # a kernel this CPU cannot run fails here, not halfway
     result = {"kernels": kernels, "samples": args.samples}

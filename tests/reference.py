@@ -96,3 +96,55 @@ def bf16_accumulation_bound(x, block: int = 256) -> float:
     the float32 sums within blocks alone (see :func:`bf16_gram_bound`)."""
     y = bf16_shifted(x)
     return 4 * (block + 4) * 2.0**-24 * float((y * y).sum(axis=1).max())
+
+
+# 8-bit kernels (avx512vnni) quantize each block of b features as a whole:
+# lo_f = min over samples of feature f, s = max_f (max - min of f) / 255, and
+# each value becomes s * round((x - lo_f) / s), off by at most s / 2. The
+# integer products are exact and the blocks are summed in float64.
+def int8_quantized(x, block: int = 256) -> np.ndarray:
+    """What an 8-bit kernel multiplies, as float64: the quantization above,
+    computed in float32 as the kernel does (x - lo, times 255 / range, rounded
+    to nearest even). Subtracting lo_f leaves the centred Gram unchanged."""
+    x32 = np.asarray(x, np.float32).reshape(len(x), -1)
+    out = np.empty(x32.shape)
+    for c in range(0, x32.shape[1], block):
+        b = x32[:, c:c + block]
+        lo = b.min(axis=0)
+        width = np.float32((b.max(axis=0) - lo).max())
+        inv = np.float32(255) / width if width > 0 else np.float32(0)
+        out[:, c:c + block] = np.rint((b - lo) * inv).astype(np.float64) * (float(width) / 255)
+    return out
+
+
+def int8_gram_bound(x, block: int = 256) -> float:
+    """Largest error of an 8-bit kernel's centred Gram of float32 x, any entry.
+
+    With y = x - lo and its quantized value q (|y - q| <= s / 2, |y|, |q| <=
+    w, the block's widest range, s = w / 255), |y_i y_j - q_i q_j| <=
+    (|y_i| + |q_j|) s / 2 <= w s per feature: w^2 / 255 for each of a block's
+    features. Centring at most quadruples the largest error; 1e-6 covers the
+    float32 rounding of (x - lo) / s.
+    """
+    x32 = np.asarray(x, np.float32).reshape(len(x), -1).astype(np.float64)
+    total = 0.0
+    for c in range(0, x32.shape[1], block):
+        b = x32[:, c:c + block]
+        w = float((b.max(axis=0) - b.min(axis=0)).max())
+        total += b.shape[1] * w * w / 255
+    return 4 * total * (1 + 1e-6)
+
+
+def multiplied(kernel: str, x, block: int = 256) -> np.ndarray:
+    """The float64 values a kernel multiplies for float32 x: bf16-rounded,
+    8-bit quantized, or x itself for a kernel with float32 products."""
+    if kernel == "avx512bf16":
+        return bf16_shifted(x)
+    if kernel == "avx512vnni":
+        return int8_quantized(x, block)
+    return np.asarray(x, np.float64).reshape(len(x), -1)
+
+
+def gram_bound(kernel: str, x, block: int = 256) -> float:
+    """Largest error of a rounding kernel's centred Gram of float32 x."""
+    return int8_gram_bound(x, block) if kernel == "avx512vnni" else bf16_gram_bound(x, block)

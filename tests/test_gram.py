@@ -9,7 +9,7 @@ from itpl import _core
 
 from itpl.method import hsic
 from tests import reference as ref
-from tests.conftest import BF16_KERNELS, KERNELS
+from tests.conftest import BF16_KERNELS, EXACT_KERNEL, INT8_KERNELS, KERNELS, ROUNDING_KERNELS
 
 # d < n and d >> n; n below, at, and between multiples of every tile (8, 12, 16, 24, 32 rows).
 SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (24, 50), (33, 17), (40, 1000), (49, 3000),
@@ -22,10 +22,10 @@ def rel_err(a, b):
 
 def assert_float32_gram(got, x, kernel, exact_tol=2e-6):
     """A float32 x's centred Gram within its kernel's error: float32 rounding, or
-    the bf16 bound (tests/reference.py) for a bf16 kernel."""
+    the bf16 or 8-bit bound (tests/reference.py) for a kernel that rounds x."""
     expected = ref.centered_gram(x)
-    if kernel in BF16_KERNELS:
-        assert np.abs(got - expected).max() <= ref.bf16_gram_bound(x)
+    if kernel in ROUNDING_KERNELS:
+        assert np.abs(got - expected).max() <= ref.gram_bound(kernel, x)
     else:
         assert rel_err(got, expected) < exact_tol
 
@@ -71,8 +71,8 @@ def test_simd_kernel_agrees_with_generic(rng, dtype, kernel):
     x = rng.standard_normal((45, 1234)).astype(dtype)
     a = hsic.centered_gram(x, kernel=kernel)
     b = hsic.centered_gram(x, kernel="generic")
-    if dtype == np.float32 and kernel in BF16_KERNELS:
-        assert np.abs(a - b).max() <= ref.bf16_gram_bound(x)
+    if dtype == np.float32 and kernel in ROUNDING_KERNELS:
+        assert np.abs(a - b).max() <= ref.gram_bound(kernel, x)
     else:
         assert rel_err(a, b) < (1e-13 if dtype == np.float64 else 1e-6)
 
@@ -117,6 +117,63 @@ def test_bf16_kernel_keeps_float64_input_exact(rng, kernel):
     assert rel_err(hsic.centered_gram(x, kernel=kernel), ref.centered_gram(x)) < 1e-12
 
 
+@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
+@pytest.mark.parametrize("shape", SHAPES + [(31, 9), (70, 20001)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_int8_kernel_is_quantization_then_exact_products(rng, shape, kernel, threads):
+    # Integer products are exact: against the quantization emulated in float64
+    # only float64 rounding is left, so a feature dropped, doubled or
+    # quantized with the wrong step shows.
+    if kernel == "none":
+        pytest.skip("no 8-bit kernel on this CPU")
+    x = (rng.standard_normal(shape) * rng.uniform(0.1, 3.0, shape[1])
+         + rng.uniform(-5.0, 5.0, shape[1])).astype(np.float32)
+    got = hsic.centered_gram(x, kernel=kernel, num_threads=threads)
+    expected = ref.centered_gram(ref.int8_quantized(x))
+    assert rel_err(got, expected) < 1e-12
+    assert np.abs(got - ref.centered_gram(x)).max() <= ref.int8_gram_bound(x)
+
+
+@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 5, 63, 64, 65, 255, 1000, 20000])
+def test_int8_kernel_blocks_and_padding(rng, kernel, block):
+    # Blocks that end inside a 4-byte element, a 16-feature vector or a
+    # 64-feature group are padded with features that add nothing; the step
+    # is per block, so the block size is part of the emulation.
+    if kernel == "none":
+        pytest.skip("no 8-bit kernel on this CPU")
+    x = np.maximum(rng.standard_normal((37, 517)), 0).astype(np.float32)  # ReLU-like
+    got = hsic.centered_gram(x, kernel=kernel, block=block)
+    assert rel_err(got, ref.centered_gram(ref.int8_quantized(x, block))) < 1e-12
+    serial = hsic.centered_gram(x, kernel=kernel, block=block, num_threads=1)
+    assert rel_err(hsic.centered_gram(x, kernel=kernel, block=block, num_threads=2),
+                   serial) < 1e-13
+
+
+@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
+def test_int8_kernel_with_constant_features_and_blocks(rng, kernel):
+    # A constant block (range 0) adds nothing; a constant feature beside others
+    # quantizes to 0 and does not change their step.
+    if kernel == "none":
+        pytest.skip("no 8-bit kernel on this CPU")
+    x = rng.standard_normal((40, 700)).astype(np.float32)
+    x[:, :256] = 7.5
+    x[:, 300] = -2.0
+    got = hsic.centered_gram(x, kernel=kernel)
+    assert rel_err(got, ref.centered_gram(ref.int8_quantized(x))) < 1e-12
+    np.testing.assert_array_equal(hsic.centered_gram(np.full((9, 300), 3.25, np.float32),
+                                                     kernel=kernel), np.zeros((9, 9)))
+
+
+@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
+def test_int8_kernel_keeps_float64_input_exact(rng, kernel):
+    if kernel == "none":
+        pytest.skip("no 8-bit kernel on this CPU")
+    x = rng.standard_normal((45, 1234)) * 2.0 + 5.0
+    np.testing.assert_array_equal(hsic.centered_gram(x, kernel=kernel),
+                                  hsic.centered_gram(x, kernel="avx512"))
+
+
 def test_auto_picks_the_last_supported_kernel():
     assert hsic.gram_kernels()[0] == "generic"
     assert hsic.gram_kernel("auto") == hsic.gram_kernels()[-1]
@@ -137,7 +194,7 @@ def test_bad_kernel_in_the_environment_names_the_variable(monkeypatch, rng):
 
 
 def test_kernel_this_cpu_cannot_run_is_a_value_error(rng):
-    missing = [k for k in ("avx2", "avx512", "neon") if k not in KERNELS]
+    missing = [k for k in ("avx2", "avx512", "avx512vnni", "neon") if k not in KERNELS]
     assert missing  # no CPU has both the x86-64 kernels and NEON
     with pytest.raises(ValueError, match="not available on this CPU"):
         hsic.centered_gram(rng.standard_normal((4, 3)), kernel=missing[0])
@@ -146,11 +203,11 @@ def test_kernel_this_cpu_cannot_run_is_a_value_error(rng):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_float32_error_does_not_grow_with_features(rng, kernel):
     # Block-wise float32 sums added in float64: the relative error at 400k
-    # features stays at the float32 input-rounding level. A bf16 kernel is held
-    # to the same figure against its own input rounding, emulated in float64.
+    # features stays at the float32 input-rounding level. A kernel that rounds
+    # x is held to the same figure against its own rounding, emulated in float64.
     x = (rng.standard_normal((16, 400_000)) + 1.0).astype(np.float32)
     got = hsic.centered_gram(x, kernel=kernel)
-    exact = ref.centered_gram(ref.bf16_shifted(x) if kernel in BF16_KERNELS else x)
+    exact = ref.centered_gram(ref.multiplied(kernel, x))
     assert rel_err(got, exact) < 1e-6
 
 
@@ -211,8 +268,15 @@ def test_float32_overflow_names_the_remedy():
     x = np.zeros((4, 3), dtype=np.float32)
     x[1, 0] = 3e30
     with pytest.raises(ValueError, match="pass X as float64"):
-        hsic.centered_gram(x)
+        hsic.centered_gram(x, kernel=EXACT_KERNEL)
     assert np.isfinite(hsic.centered_gram(x.astype(np.float64))).all()
+    for kernel in INT8_KERNELS:  # its scale is float64: 3e30 squared is fine
+        np.testing.assert_allclose(hsic.centered_gram(x, kernel=kernel),
+                                   ref.centered_gram(x), rtol=1e-6)
+        wide = x.copy()
+        wide[1, 0], wide[2, 0] = 3e38, -3e38  # but a range past float32's is not
+        with pytest.raises(ValueError, match="pass X as float64"):
+            hsic.centered_gram(wide, kernel=kernel)
 
 
 def test_bad_options_are_value_errors(rng):

@@ -8,6 +8,7 @@ from scipy.stats import ortho_group
 
 from itpl.method import hsic
 from tests import reference as ref
+from tests.conftest import EXACT_KERNEL, ROUNDING_KERNELS
 
 
 def layers(rng, n, dims, shared=0.5):
@@ -20,8 +21,9 @@ def layers(rng, n, dims, shared=0.5):
     return out
 
 
-def matrix(xs, debiased=False, **kw):
-    return hsic.nhsic_matrix([hsic.centered_gram(x, **kw) for x in xs], debiased=debiased, **kw)
+def matrix(xs, debiased=False, kernel=None, **kw):
+    grams = [hsic.centered_gram(x, kernel=kernel, **kw) for x in xs]
+    return hsic.nhsic_matrix(grams, debiased=debiased, **kw)
 
 
 @pytest.mark.parametrize("debiased", [False, True])
@@ -34,9 +36,13 @@ def test_matches_reference(rng, n, dims, debiased):
 
 
 @pytest.mark.parametrize("debiased", [False, True])
-def test_float32_activations_match_reference(rng, debiased):
+@pytest.mark.parametrize("kernel", [EXACT_KERNEL, *ROUNDING_KERNELS])
+def test_float32_activations_match_reference(rng, debiased, kernel):
+    # A kernel that rounds float32 input (bf16, 8 bits) is held to the same
+    # figure against its rounding emulated in float64 (tests/reference.py).
     xs = [x.astype(np.float32) for x in layers(rng, 50, [400, 60, 2000])]
-    np.testing.assert_allclose(matrix(xs, debiased), ref.nhsic_matrix(xs, debiased),
+    expected = ref.nhsic_matrix([ref.multiplied(kernel, x) for x in xs], debiased)
+    np.testing.assert_allclose(matrix(xs, debiased, kernel=kernel), expected,
                                rtol=1e-5, atol=1e-6)
 
 

@@ -52,6 +52,7 @@ constexpr KernelName kKernels[] = {
     {GramKernel::avx2, "avx2"},
     {GramKernel::avx512, "avx512"},
     {GramKernel::avx512bf16, "avx512bf16"},
+    {GramKernel::avx512vnni, "avx512vnni"},
 };
 
 template <class T>
@@ -60,6 +61,7 @@ void run_kernel(GramKernel kernel, const T* x, std::size_t n, std::size_t d, dou
     using namespace gram_detail;
     switch (kernel) {
 #ifdef ITPL_X86_KERNELS
+        case GramKernel::avx512vnni: return gram_upper_avx512vnni(x, n, d, out, block, threads);
         case GramKernel::avx512bf16: return gram_upper_avx512bf16(x, n, d, out, block, threads);
         case GramKernel::avx512: return gram_upper_avx512(x, n, d, out, block, threads);
         case GramKernel::avx2: return gram_upper_avx2(x, n, d, out, block, threads);
@@ -88,6 +90,10 @@ bool gram_kernel_supported(GramKernel kernel) noexcept {
             __builtin_cpu_init();
             return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512bf16");
+        case GramKernel::avx512vnni:
+            __builtin_cpu_init();
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vnni");
 #endif
 #ifdef ITPL_NEON_KERNEL
         case GramKernel::neon: return true;
@@ -108,7 +114,7 @@ GramKernel parse_gram_kernel(const std::string& name) {
     for (const KernelName& k : kKernels)
         if (name == k.name) return k.kernel;
     throw std::invalid_argument("unknown Gram kernel '" + name +
-                                "'; use 'auto', 'generic', 'avx2', 'avx512', 'avx512bf16' or 'neon'");
+                                "'; use 'auto', 'generic', 'avx2', 'avx512', 'avx512bf16', 'avx512vnni' or 'neon'");
 }
 
 std::string resolve_kernel_name(GramKernel kernel) {

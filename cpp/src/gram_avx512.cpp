@@ -95,7 +95,8 @@ struct Avx512F64 {
         }
         for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
             double* o = out + j * ldo;
-            for (int h = 0; h < V; ++h) add_rows(o + h * 8, rows_from(rows, h * 8), acc[j][h]);
+            for (int h = 0; h < V; ++h)
+                add_rows(o + h * 8, rows_from(rows, h * 8), acc[j][h], _mm512_set1_pd(1.0));
         }
     }
 };

@@ -89,6 +89,25 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) double loop_avx512bf16(
     for (int r = 1; r < kAcc; ++r) s = _mm512_add_ps(s, acc[r]);
     return _mm512_reduce_add_ps(s);
 }
+
+// 8-bit dot products (vpdpbusd): 4 products and 4 adds per 32-bit lane, the
+// rate of the avx512vnni Gram kernel's work (integer operations, not flops).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) double loop_avx512vnni(
+    long iters, float* flops_per_iter) {
+    __m512i acc[kAcc];
+    const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
+#pragma GCC unroll 12
+    for (int r = 0; r < kAcc; ++r) acc[r] = _mm512_set1_epi32(r);
+    for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+        for (int r = 0; r < kAcc; ++r) acc[r] = _mm512_dpbusd_epi32(acc[r], a, b);
+    }
+    *flops_per_iter = 8.0f * 16 * kAcc;
+    __m512i s = acc[0];
+#pragma GCC unroll 12
+    for (int r = 1; r < kAcc; ++r) s = _mm512_add_epi32(s, acc[r]);
+    return _mm512_reduce_add_epi32(s);
+}
 #endif
 
 #ifdef ITPL_NEON_KERNEL
@@ -112,6 +131,7 @@ Loop loop_for(const std::string& name) {
     if (name == "avx2") return loop_avx2;
     if (name == "avx512") return loop_avx512;
     if (name == "avx512bf16") return loop_avx512bf16;
+    if (name == "avx512vnni") return loop_avx512vnni;
 #endif
 #ifdef ITPL_NEON_KERNEL
     if (name == "neon") return loop_neon;

@@ -47,7 +47,13 @@ int failures = 0;
 // squared distance to sample 0, which is at most 4x the centred Gram's
 // largest entry; on these shapes the error stays under 2.5e-3 of that entry,
 // so 8 x 2^-9 of it holds with a margin and still catches a misplaced feature.
-double float32_tol(const std::string& kernel) { return kernel == "avx512bf16" ? 0.015625 : 2e-6; }
+// The 8-bit kernel's values are off by at most 1/510 of their block's widest
+// range (here 4, against a spread of about 1.15 per feature); on these shapes
+// its error stays under 5e-3 of the largest entry, and it is held to the same
+// figure.
+double float32_tol(const std::string& kernel) {
+    return kernel == "avx512bf16" || kernel == "avx512vnni" ? 0.015625 : 2e-6;
+}
 
 void fail(const std::string& what) {
     std::printf("FAIL %s\n", what.c_str());

@@ -16,6 +16,8 @@ enum class GramKernel {
     avx512,     // AVX-512F register-tiled micro-kernel (x86-64)
     avx512bf16, // AVX-512 BF16: float32 input rounded to bf16, products summed
                 // in float32 per block (x86-64); float64 input as avx512
+    avx512vnni, // AVX-512 VNNI: float32 input quantized to 8 bits per block of
+                // features, exact integer products (x86-64); float64 input as avx512
     neon,       // Advanced SIMD micro-kernel (ARM64 builds)
 };
 

@@ -1,5 +1,5 @@
 // AVX-512F helpers shared by the AVX-512 Gram kernels (gram_avx512.cpp,
-// gram_avx512bf16.cpp). Internal; included only where ITPL_X86_KERNELS is set.
+// gram_avx512bf16.cpp, gram_avx512vnni.cpp). Internal; included only where ITPL_X86_KERNELS is set.
 // No Python here.
 #pragma once
 
@@ -41,10 +41,11 @@ ITPL_AVX512 inline void transpose16(__m512 r[16]) {
     }
 }
 
-// o[r] += v[r] for the first min(rows, 8) of 8 doubles: rows past n are masked off.
-ITPL_AVX512 inline void add_rows(double* o, std::size_t rows, __m512d v) {
+// o[r] += v[r] * scale for the first min(rows, 8) of 8 doubles: rows past n are
+// masked off. A scale of 1 adds v exactly.
+ITPL_AVX512 inline void add_rows(double* o, std::size_t rows, __m512d v, __m512d scale) {
     const __mmask8 m = static_cast<__mmask8>((1u << std::min<std::size_t>(8, rows)) - 1u);
-    _mm512_mask_storeu_pd(o, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, o), v));
+    _mm512_mask_storeu_pd(o, m, _mm512_fmadd_pd(v, scale, _mm512_maskz_loadu_pd(m, o)));
 }
 
 // Rows left for the 8-row group starting at `first`.
@@ -52,20 +53,33 @@ inline std::size_t rows_from(std::size_t rows, std::size_t first) {
     return rows > first ? rows - first : 0;
 }
 
-// out[j * ldo + i] += acc[j][i / 16][i % 16] for the tile's first `rows` rows and
-// `cols` columns: the float32 register tile of a 32 x 8 kernel (V vectors of 16
-// rows per column) added in float64. Each 16-float half is two 8-double groups.
-template <int V>
-ITPL_AVX512 inline void add_tile(const __m512 (&acc)[8][2], double* out, std::size_t ldo,
-                                 std::size_t rows, std::size_t cols) {
+// Lanes 0-7 and 8-15 of a float32 or int32 accumulator, as doubles (exact).
+ITPL_AVX512 inline __m512d low_half(__m512 v) {
+    return _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+}
+ITPL_AVX512 inline __m512d high_half(__m512 v) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+ITPL_AVX512 inline __m512d low_half(__m512i v) {
+    return _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
+}
+ITPL_AVX512 inline __m512d high_half(__m512i v) {
+    return _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
+}
+
+// out[j * ldo + i] += scale * acc[j][i / 16][i % 16] for the tile's first `rows`
+// rows and `cols` columns: the float32 (or int32) register tile of a 32 x 8
+// kernel (V vectors of 16 rows per column) added in float64. Each 16-lane
+// half is two 8-double groups.
+template <int V, class Acc>
+ITPL_AVX512 inline void add_tile(const Acc (&acc)[8][2], double* out, std::size_t ldo,
+                                 std::size_t rows, std::size_t cols, double scale = 1.0) {
+    const __m512d s = _mm512_set1_pd(scale);
     for (std::size_t j = 0; j < std::min<std::size_t>(8, cols); ++j) {
         double* o = out + j * ldo;
         for (int h = 0; h < V; ++h) {
-            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
-            const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-                _mm512_extractf64x4_pd(_mm512_castps_pd(acc[j][h]), 1)));
-            add_rows(o + h * 16, rows_from(rows, h * 16), lo);
-            add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), hi);
+            add_rows(o + h * 16, rows_from(rows, h * 16), low_half(acc[j][h]), s);
+            add_rows(o + h * 16 + 8, rows_from(rows, h * 16 + 8), high_half(acc[j][h]), s);
         }
     }
 }

@@ -132,32 +132,85 @@ std::vector<Tile> lower_tiles(std::size_t n) {
     return tiles;
 }
 
-// Calls Kernel::micro<v> for a run-time v in 1 .. V.
-template <class Kernel, int V = Kernel::MR / Kernel::VL>
+// Calls Kernel::micro<v> for a run-time v in 1 .. V; `extra` follows micro's
+// common arguments (a quantized kernel's block scale, gram_quantized.hpp).
+template <class Kernel, int V = Kernel::MR / Kernel::VL, class... Extra>
 inline void call_micro(int v, const typename Packing<Kernel>::type* a,
                        const typename Packing<Kernel>::type* b, std::size_t kb, double* out,
-                       std::size_t ldo, std::size_t rows, std::size_t cols) {
+                       std::size_t ldo, std::size_t rows, std::size_t cols, Extra... extra) {
     if constexpr (V >= 1) {
         if (v == V) {
-            Kernel::template micro<V>(a, b, kb, out, ldo, rows, cols);
+            Kernel::template micro<V>(a, b, kb, out, ldo, rows, cols, extra...);
             return;
         }
-        call_micro<Kernel, V - 1>(v, a, b, kb, out, ldo, rows, cols);
+        call_micro<Kernel, V - 1>(v, a, b, kb, out, ldo, rows, cols, extra...);
     }
 }
 
-// Copies the columns of a packed block into NR-wide strips.
-template <int MR, int NR, class T>
+// Copies the columns of a packed block into NR-wide strips, each element
+// through `encode` (a quantized kernel's other operand encoding; default: as is).
+struct AsIs {
+    template <class T>
+    T operator()(T v) const { return v; }
+};
+template <int MR, int NR, class T, class Encode = AsIs>
 void pack_strips(const T* packed, std::size_t npad, std::size_t block, std::size_t kb,
-                 T* strips) {
+                 T* strips, Encode encode = {}) {
     for (std::size_t p = 0; p < npad / MR; ++p) {
         const T* panel = packed + p * block * MR;
         for (int t = 0; t < MR / NR; ++t) {
             T* strip = strips + (p * (MR / NR) + t) * block * NR;
             for (std::size_t k = 0; k < kb; ++k)
-                for (int j = 0; j < NR; ++j) strip[k * NR + j] = panel[k * MR + t * NR + j];
+                for (int j = 0; j < NR; ++j) strip[k * NR + j] = encode(panel[k * MR + t * NR + j]);
         }
     }
+}
+
+// Calls run(tile) for every tile of a packed block while the next block's
+// rows (`bytes` each, from `next`) come in toward L2, a few rows per tile:
+// the rows are d apart, which defeats the hardware prefetcher, and DRAM
+// latency would otherwise stall the next block's packing.
+template <class T, class Run>
+inline void run_tiles(const std::vector<Tile>& tiles, const T* next, std::size_t d,
+                      std::size_t n, std::size_t bytes, Run run) {
+    std::size_t row = 0;
+    for (std::size_t t = 0; t < tiles.size(); ++t) {
+        const std::size_t row_end = bytes ? n * (t + 1) / tiles.size() : 0;
+        for (; row < row_end; ++row) {
+            const char* p = reinterpret_cast<const char*>(next + row * d);
+            for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+        }
+        run(tiles[t]);
+    }
+}
+
+// Bytes per row of the block after the one at c0 of kb features, up to c_end.
+template <class T>
+inline std::size_t next_block_bytes(std::size_t c0, std::size_t kb, std::size_t c_end,
+                                    std::size_t block) {
+    const std::size_t next = c0 + kb;
+    return next < c_end ? std::min(block, c_end - next) * sizeof(T) : 0;
+}
+
+// Lower-triangle tile t of a packed block: the rows i >= columns j of the
+// tile land at acc[j][i], the upper triangle. Vectors of a diagonal panel
+// wholly above the strip's first column are skipped. `extra` goes to micro.
+template <class Kernel, class... Extra>
+inline void run_tile(const Tile& tl, const typename Packing<Kernel>::type* packed,
+                     const typename Packing<Kernel>::type* strips, std::size_t depth,
+                     std::size_t kp, std::size_t n, double* acc, Extra... extra) {
+    constexpr int MR = Kernel::MR;
+    constexpr int VL = Kernel::VL;
+    constexpr int NR = Kernel::NR;
+    const auto* a = packed + tl.panel * depth * MR;
+    const auto* b = strips + (tl.col / NR) * depth * NR;
+    const std::size_t i0 = tl.panel * MR;
+    const std::size_t cols = std::min<std::size_t>(NR, n - tl.col);
+    const std::size_t skip = tl.col > i0 ? (tl.col - i0) / VL : 0;
+    const std::size_t h0 = i0 + skip * VL;
+    call_micro<Kernel>(static_cast<int>(MR / VL - skip), a + skip * VL, b, kp,
+                       acc + tl.col * n + h0, n, std::min<std::size_t>(MR - skip * VL, n - h0),
+                       cols, extra...);
 }
 
 // Adds the upper-triangle Gram of features [c_begin, c_end) of x into acc,
@@ -169,7 +222,6 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
                          const std::vector<Tile>& tiles, typename Packing<Kernel>::type* packed,
                          typename Packing<Kernel>::type* strips, double* acc) {
     using T = typename Kernel::value_type;
-    using P = typename Packing<Kernel>::type;
     constexpr int MR = Kernel::MR;
     constexpr int VL = Kernel::VL;
     constexpr int NR = Kernel::NR;
@@ -183,37 +235,38 @@ void accumulate_features(const typename Kernel::value_type* x, std::size_t n, st
                          packed + (i0 / MR) * depth * MR);
         const std::size_t npad = ((n + MR - 1) / MR) * MR;
         pack_strips<MR, NR>(packed, npad, depth, kp, strips);
-        // While this block's tiles run, pull the next block's rows toward L2,
-        // a few rows per tile: the rows are d apart, which defeats the
-        // hardware prefetcher, and DRAM latency would otherwise stall packing.
-        const std::size_t next = c0 + kb;
-        const std::size_t next_bytes = next < c_end ? std::min(block, c_end - next) * sizeof(T) : 0;
-        std::size_t prefetch_row = 0;
-        for (std::size_t t = 0; t < tiles.size(); ++t) {
-            const Tile& tl = tiles[t];
-            const std::size_t row_end = next_bytes ? n * (t + 1) / tiles.size() : 0;
-            for (; prefetch_row < row_end; ++prefetch_row) {
-                const char* p = reinterpret_cast<const char*>(x + prefetch_row * d + next);
-                for (std::size_t off = 0; off < next_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
-            }
-            const P* a = packed + tl.panel * depth * MR;
-            const P* b = strips + (tl.col / NR) * depth * NR;
-            const std::size_t i0 = tl.panel * MR;
-            const std::size_t cols = std::min<std::size_t>(NR, n - tl.col);
-            // Rows i >= columns j of the tile land at acc[j][i]: the upper
-            // triangle. Vectors of a diagonal panel wholly above the strip's
-            // first column are skipped.
-            const std::size_t skip = tl.col > i0 ? (tl.col - i0) / VL : 0;
-            const std::size_t h0 = i0 + skip * VL;
-            call_micro<Kernel>(static_cast<int>(MR / VL - skip), a + skip * VL, b, kp,
-                               acc + tl.col * n + h0, n,
-                               std::min<std::size_t>(MR - skip * VL, n - h0), cols);
-        }
+        run_tiles(tiles, x + c0 + kb, d, n, next_block_bytes<T>(c0, kb, c_end, block),
+                  [&](const Tile& tl) { run_tile<Kernel>(tl, packed, strips, depth, kp, n, acc); });
     }
 }
 
-// The upper triangle (j >= i) of sum_k (x_ik - x_0k)(x_jk - x_0k) into out;
-// the lower triangle is left unspecified.
+// How the slices of a kernel are accumulated: block by block as above, or by
+// the kernel's own `driver` (gram_quantized.hpp), which may need per-slice
+// scratch memory and caps the block.
+template <class Kernel>
+struct BlockDriver {
+    static constexpr std::size_t max_block = ~std::size_t(0);
+    static std::size_t scratch_bytes(std::size_t /*npad*/, std::size_t /*block*/) { return 0; }
+    static void accumulate(const typename Kernel::value_type* x, std::size_t n, std::size_t d,
+                           std::size_t c_begin, std::size_t c_end, std::size_t block,
+                           const std::vector<Tile>& tiles, typename Packing<Kernel>::type* packed,
+                           typename Packing<Kernel>::type* strips, unsigned char* /*scratch*/,
+                           double* acc) {
+        accumulate_features<Kernel>(x, n, d, c_begin, c_end, block, tiles, packed, strips, acc);
+    }
+};
+template <class Kernel, class = void>
+struct DriverOf {
+    using type = BlockDriver<Kernel>;
+};
+template <class Kernel>
+struct DriverOf<Kernel, std::void_t<typename Kernel::driver>> {
+    using type = typename Kernel::driver;
+};
+
+// The upper triangle (j >= i) of sum_k (x_ik - x_0k)(x_jk - x_0k) into out
+// (a quantized kernel shifts by another per-feature constant); the lower
+// triangle is left unspecified.
 //
 // Threads split the features into contiguous slices of whole blocks, each with
 // its own packed block and float64 accumulator (no sharing, no barriers); the
@@ -222,35 +275,40 @@ template <class Kernel>
 void gram_upper(const typename Kernel::value_type* x, std::size_t n, std::size_t d, double* out,
                 std::size_t block, int threads) {
     using P = typename Packing<Kernel>::type;
+    using Driver = typename DriverOf<Kernel>::type;
     constexpr int MR = Kernel::MR;
     const std::size_t npad = ((n + MR - 1) / MR) * MR;
     if (block == 0) {
         const std::size_t bytes_per_feature = npad * sizeof(P) / Packing<Kernel>::per;
         block = std::clamp<std::size_t>(kPackedBytes / bytes_per_feature, 64, kDefaultBlock);
     }
-    block = std::min(block, d);
+    block = std::min({block, d, Driver::max_block});
     const std::size_t nblocks = (d + block - 1) / block;
     const std::size_t depth = packed_depth<Kernel>(block);
     const int slices = static_cast<int>(std::min<std::size_t>(threads, nblocks));
     const std::vector<Tile> tiles = lower_tiles<MR, Kernel::NR>(n);
     // Everything is allocated before the parallel region: nothing there throws.
-    const auto packed = aligned_zeros<P>(static_cast<std::size_t>(slices) * npad * depth);
-    const auto strips = aligned_zeros<P>(static_cast<std::size_t>(slices) * npad * depth);
+    const std::size_t slice_elems = npad * depth;
+    const std::size_t scratch = (Driver::scratch_bytes(npad, block) + 63) / 64 * 64;
+    const auto packed = aligned_zeros<P>(static_cast<std::size_t>(slices) * slice_elems);
+    const auto strips = aligned_zeros<P>(static_cast<std::size_t>(slices) * slice_elems);
+    const auto scratches = aligned_zeros<unsigned char>(static_cast<std::size_t>(slices) * scratch);
     std::vector<double> partial(static_cast<std::size_t>(slices - 1) * n * n, 0.0);
     std::fill_n(out, n * n, 0.0);
     P* const pk = packed.get();
     P* const st = strips.get();
+    unsigned char* const sc = scratches.get();
     double* const part = partial.data();
 
-#pragma omp parallel for num_threads(slices) if (slices > 1) schedule(static, 1) \
-    default(none) shared(x, n, d, out, block, nblocks, depth, slices, tiles, pk, st, part, npad)
+#pragma omp parallel for num_threads(slices) if (slices > 1) schedule(static, 1) default(none) \
+    shared(x, n, d, out, block, nblocks, slices, tiles, pk, st, sc, part, slice_elems, scratch)
     for (int s = 0; s < slices; ++s) {
         const std::size_t b0 = nblocks * static_cast<std::size_t>(s) / slices;
         const std::size_t b1 = nblocks * static_cast<std::size_t>(s + 1) / slices;
         double* acc = s == 0 ? out : part + static_cast<std::size_t>(s - 1) * n * n;
-        accumulate_features<Kernel>(x, n, d, b0 * block, std::min(b1 * block, d), block, tiles,
-                                    pk + static_cast<std::size_t>(s) * npad * depth,
-                                    st + static_cast<std::size_t>(s) * npad * depth, acc);
+        const auto us = static_cast<std::size_t>(s);
+        Driver::accumulate(x, n, d, b0 * block, std::min(b1 * block, d), block, tiles,
+                           pk + us * slice_elems, st + us * slice_elems, sc + us * scratch, acc);
     }
     for (int s = 1; s < slices; ++s) {
         const double* acc = part + static_cast<std::size_t>(s - 1) * n * n;

@@ -28,6 +28,7 @@ ITPL_GRAM_ENTRY(gram_upper_generic)
 ITPL_GRAM_ENTRY(gram_upper_avx2)
 ITPL_GRAM_ENTRY(gram_upper_avx512)
 ITPL_GRAM_ENTRY(gram_upper_avx512bf16)  // bf16 products for float32 input only
+ITPL_GRAM_ENTRY(gram_upper_avx512vnni)  // 8-bit products for float32 input only
 #endif
 #ifdef ITPL_NEON_KERNEL
 ITPL_GRAM_ENTRY(gram_upper_neon)

@@ -13,16 +13,25 @@ exactly in float64, so the rounding error does not grow with the number of
 features the way a float32 GEMM's does. Pass float64 for float64 products at
 about half the speed.
 
-On CPUs with AVX512_BF16 the automatic kernel, ``avx512bf16``, also rounds each
-shifted float32 value to bf16 (8 significant bits) before its products, at
-twice the float32 rate: a Gram entry moves by at most 2**-6 of the largest
-squared distance of a sample to sample 0, and in practice by far less
-(against float64, 3e-4 of the largest entry at d = 16,384 and 3e-5 at
-d = 401,408: the errors of many products cancel). On a trained ResNet-20 this
-moved nHSIC by at most 3e-5, about 2000x less than two calibration batches
-differ, and no width of a plan (``bench/gram_precision.py``). Name another
-kernel (``kernel="avx512"`` or ``ITPL_GRAM_KERNEL=avx512``) for float32
-products.
+Two kernels round float32 input before their products, for speed:
+
+- ``avx512vnni`` (CPUs with AVX512_VNNI; the automatic kernel there) quantizes
+  each block of features to 8 bits: ``x - min`` of each feature over the
+  samples (a per-feature shift, which leaves the centred Gram unchanged), in
+  255 steps of the block's widest range, so every value is off by at most
+  1/510 of that range. Its integer products are exact and run at four times
+  the float32 rate. On a trained ResNet-20 this moved nHSIC by at most 9e-5,
+  about 800x less than two calibration batches differ, and no width of a
+  plan (``bench/gram_precision.py``).
+- ``avx512bf16`` (CPUs with AVX512_BF16) rounds each shifted value to bf16 (8
+  significant bits), at twice the float32 rate: a Gram entry moves by at most
+  2**-6 of the largest squared distance of a sample to sample 0, and in
+  practice by far less (against float64, 3e-5 of the largest entry at
+  d = 401,408: the errors of many products cancel); nHSIC moved by at most
+  3e-5 on the same ResNet-20.
+
+Name another kernel (``kernel="avx512"`` or ``ITPL_GRAM_KERNEL=avx512``) for
+float32 products.
 """
 
 from __future__ import annotations
@@ -46,9 +55,9 @@ __all__ = [
 ]
 
 #: Environment variable that chooses the Gram kernel when a call names none
-#: (``auto``, ``generic``, ``avx2``, ``avx512``, ``avx512bf16`` or ``neon``): for
-#: tests and benchmarks of one kernel on a CPU that would pick another, or for
-#: float32 products where ``auto`` picks bf16 ones.
+#: (``auto``, ``generic``, ``avx2``, ``avx512``, ``avx512bf16``, ``avx512vnni`` or
+#: ``neon``): for tests and benchmarks of one kernel on a CPU that would pick
+#: another, or for float32 products where ``auto`` picks rounded ones.
 KERNEL_ENV = "ITPL_GRAM_KERNEL"
 
 #: True when the compiled core was built with OpenMP.
@@ -66,7 +75,8 @@ def gram_kernels() -> list[str]:
     Returns
     -------
     list of str
-        A subset of ``["generic", "neon", "avx2", "avx512", "avx512bf16"]``;
+        A subset of ``["generic", "neon", "avx2", "avx512", "avx512bf16",
+        "avx512vnni"]``;
         ``"auto"`` picks the last.
     """
     return list(_core.gram_kernels())
@@ -88,14 +98,15 @@ def gram_kernel(name: str | None = None) -> str:
 
     Parameters
     ----------
-    name : {"auto", "generic", "avx2", "avx512", "avx512bf16", "neon"}, optional
+    name : {"auto", "generic", "avx2", "avx512", "avx512bf16", "avx512vnni", "neon"}, optional
         ``"auto"`` picks the fastest kernel this CPU supports. None: the
         ``ITPL_GRAM_KERNEL`` environment variable, else ``"auto"``.
 
     Returns
     -------
     str
-        ``"generic"``, ``"avx2"``, ``"avx512"``, ``"avx512bf16"`` or ``"neon"``.
+        ``"generic"``, ``"avx2"``, ``"avx512"``, ``"avx512bf16"``, ``"avx512vnni"``
+        or ``"neon"``.
     """
     return _core.gram_kernel(_kernel(name))
 
@@ -141,14 +152,15 @@ def centered_gram(
     num_threads : int, optional
         OpenMP threads; None uses the default. The result is bitwise the same
         for every thread count.
-    kernel : {"auto", "generic", "avx2", "avx512", "avx512bf16", "neon"}, optional
+    kernel : {"auto", "generic", "avx2", "avx512", "avx512bf16", "avx512vnni", "neon"}, optional
         Inner kernel; ``"auto"`` picks the fastest one this CPU supports
-        (``avx512bf16``, where it rounds float32 input to bf16: see the
+        (``avx512vnni`` or ``avx512bf16``, which round float32 input: see the
         module's Precision note). None: the ``ITPL_GRAM_KERNEL`` environment
         variable, else ``"auto"``. A kernel this CPU cannot run raises ValueError.
     block : int, optional
-        Features per block (the span of float32 partial sums). None picks the
-        default, 256 (fewer when n is large, to keep a block in cache).
+        Features per block: the span of float32 partial sums, or of one 8-bit
+        step for ``avx512vnni`` (at most 16,384). None picks the default, 256
+        (fewer when n is large, to keep a block in cache).
 
     Returns
     -------
