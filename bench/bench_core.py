@@ -193,10 +193,10 @@ def bench_matrix(n, d, layers, threads, rng):
             "speedup": t_ref / t_itpl, "max_abs_diff": float(np.abs(ours - theirs).max())}
 
 
-# Kernels whose products are bf16 or 8-bit dot products: their share is of
-# their own dot-product peak (4 flops per float32 lane, or 8 integer
-# operations per 32-bit lane), not of the float32 FMA peak.
-DOT_PRODUCT = ("avx512bf16", "avx512vnni")
+# Kernels whose products are bf16 or integer dot products: their share is of
+# their own dot-product peak (4 flops per float32 lane, 8 integer operations
+# per 32-bit lane for bytes, 4 for 16-bit pairs), not of the float32 FMA peak.
+DOT_PRODUCT = ("avx512bf16", "avx512vnni", "avx2int16")
 
 
 def measure_peak(kernels, threads):
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
           f"BLAS {blas_name}, repeats {args.repeats}")
     print(f"float32 FMA peak, {args.threads} threads: {peak:.0f} GFLOP/s ("
           + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
-          + "; a bf16 or 8-bit kernel's share is of its dot-product peak, in G operations/s)")
+          + "; a bf16 or integer kernel's share is of its dot-product peak, in G operations/s)")
     print(f"load average before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     out = {"threads": args.threads, "kernels": kernels, "auto_kernel": hsic.gram_kernel("auto"),
            "blas": blas_name, "peak_gflops": peak, "peak_by_width": peaks,

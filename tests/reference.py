@@ -98,13 +98,19 @@ def bf16_accumulation_bound(x, block: int = 256) -> float:
     return 4 * (block + 4) * 2.0**-24 * float((y * y).sum(axis=1).max())
 
 
-# 8-bit kernels (avx512vnni) quantize each block of b features as a whole:
-# lo_f = min over samples of feature f, s = max_f (max - min of f) / 255, and
-# each value becomes s * round((x - lo_f) / s), off by at most s / 2. The
-# integer products are exact and the blocks are summed in float64.
-def int8_quantized(x, block: int = 256) -> np.ndarray:
-    """What an 8-bit kernel multiplies, as float64: the quantization above,
-    computed in float32 as the kernel does (x - lo, times 255 / range, rounded
+# Integer kernels quantize each block of b features as a whole: lo_f = min
+# over samples of feature f, s = max_f (max - min of f) / L, and each value
+# becomes s * round((x - lo_f) / s), off by at most s / 2; L (LEVELS) is 255
+# for the 8-bit kernel, 1023 for the 16-bit one. The integer products are
+# exact and the blocks are summed in float64.
+LEVELS = {"avx512vnni": 255, "avx2int16": 1023}
+# The largest block each keeps exact in int32 (a larger `block` is cut to it).
+MAX_BLOCK = {"avx512vnni": 16384, "avx2int16": 2048}
+
+
+def quantized(x, block: int = 256, levels: int = 255) -> np.ndarray:
+    """What an integer kernel multiplies, as float64: the quantization above,
+    computed in float32 as the kernel does (x - lo, times L / range, rounded
     to nearest even). Subtracting lo_f leaves the centred Gram unchanged."""
     x32 = np.asarray(x, np.float32).reshape(len(x), -1)
     out = np.empty(x32.shape)
@@ -112,17 +118,17 @@ def int8_quantized(x, block: int = 256) -> np.ndarray:
         b = x32[:, c:c + block]
         lo = b.min(axis=0)
         width = np.float32((b.max(axis=0) - lo).max())
-        inv = np.float32(255) / width if width > 0 else np.float32(0)
-        out[:, c:c + block] = np.rint((b - lo) * inv).astype(np.float64) * (float(width) / 255)
+        inv = np.float32(levels) / width if width > 0 else np.float32(0)
+        out[:, c:c + block] = np.rint((b - lo) * inv).astype(np.float64) * (float(width) / levels)
     return out
 
 
-def int8_gram_bound(x, block: int = 256) -> float:
-    """Largest error of an 8-bit kernel's centred Gram of float32 x, any entry.
+def quantized_gram_bound(x, block: int = 256, levels: int = 255) -> float:
+    """Largest error of an integer kernel's centred Gram of float32 x, any entry.
 
     With y = x - lo and its quantized value q (|y - q| <= s / 2, |y|, |q| <=
-    w, the block's widest range, s = w / 255), |y_i y_j - q_i q_j| <=
-    (|y_i| + |q_j|) s / 2 <= w s per feature: w^2 / 255 for each of a block's
+    w, the block's widest range, s = w / L), |y_i y_j - q_i q_j| <=
+    (|y_i| + |q_j|) s / 2 <= w s per feature: w^2 / L for each of a block's
     features. Centring at most quadruples the largest error; 1e-6 covers the
     float32 rounding of (x - lo) / s.
     """
@@ -131,20 +137,22 @@ def int8_gram_bound(x, block: int = 256) -> float:
     for c in range(0, x32.shape[1], block):
         b = x32[:, c:c + block]
         w = float((b.max(axis=0) - b.min(axis=0)).max())
-        total += b.shape[1] * w * w / 255
+        total += b.shape[1] * w * w / levels
     return 4 * total * (1 + 1e-6)
 
 
 def multiplied(kernel: str, x, block: int = 256) -> np.ndarray:
     """The float64 values a kernel multiplies for float32 x: bf16-rounded,
-    8-bit quantized, or x itself for a kernel with float32 products."""
+    quantized, or x itself for a kernel with float32 products."""
     if kernel == "avx512bf16":
         return bf16_shifted(x)
-    if kernel == "avx512vnni":
-        return int8_quantized(x, block)
+    if kernel in LEVELS:
+        return quantized(x, min(block, MAX_BLOCK[kernel]), LEVELS[kernel])
     return np.asarray(x, np.float64).reshape(len(x), -1)
 
 
 def gram_bound(kernel: str, x, block: int = 256) -> float:
     """Largest error of a rounding kernel's centred Gram of float32 x."""
-    return int8_gram_bound(x, block) if kernel == "avx512vnni" else bf16_gram_bound(x, block)
+    if kernel in LEVELS:
+        return quantized_gram_bound(x, min(block, MAX_BLOCK[kernel]), LEVELS[kernel])
+    return bf16_gram_bound(x, block)

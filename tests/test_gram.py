@@ -9,7 +9,7 @@ from itpl import _core
 
 from itpl.method import hsic
 from tests import reference as ref
-from tests.conftest import BF16_KERNELS, EXACT_KERNEL, INT8_KERNELS, KERNELS, ROUNDING_KERNELS
+from tests.conftest import BF16_KERNELS, EXACT_KERNEL, INTEGER_KERNELS, KERNELS, ROUNDING_KERNELS
 
 # d < n and d >> n; n below, at, and between multiples of every tile (8, 12, 16, 24, 32 rows).
 SHAPES = [(2, 1), (3, 7), (5, 3), (8, 8), (17, 33), (24, 50), (33, 17), (40, 1000), (49, 3000),
@@ -117,61 +117,63 @@ def test_bf16_kernel_keeps_float64_input_exact(rng, kernel):
     assert rel_err(hsic.centered_gram(x, kernel=kernel), ref.centered_gram(x)) < 1e-12
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
+@pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
 @pytest.mark.parametrize("shape", SHAPES + [(31, 9), (70, 20001)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_int8_kernel_is_quantization_then_exact_products(rng, shape, kernel, threads):
+def test_integer_kernel_is_quantization_then_exact_products(rng, shape, kernel, threads):
     # Integer products are exact: against the quantization emulated in float64
     # only float64 rounding is left, so a feature dropped, doubled or
     # quantized with the wrong step shows.
     if kernel == "none":
-        pytest.skip("no 8-bit kernel on this CPU")
+        pytest.skip("no integer kernel on this CPU")
     x = (rng.standard_normal(shape) * rng.uniform(0.1, 3.0, shape[1])
          + rng.uniform(-5.0, 5.0, shape[1])).astype(np.float32)
     got = hsic.centered_gram(x, kernel=kernel, num_threads=threads)
-    expected = ref.centered_gram(ref.int8_quantized(x))
+    expected = ref.centered_gram(ref.multiplied(kernel, x))
     assert rel_err(got, expected) < 1e-12
-    assert np.abs(got - ref.centered_gram(x)).max() <= ref.int8_gram_bound(x)
+    assert np.abs(got - ref.centered_gram(x)).max() <= ref.gram_bound(kernel, x)
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
-@pytest.mark.parametrize("block", [1, 2, 3, 4, 5, 63, 64, 65, 255, 1000, 20000])
-def test_int8_kernel_blocks_and_padding(rng, kernel, block):
-    # Blocks that end inside a 4-byte element, a 16-feature vector or a
-    # 64-feature group are padded with features that add nothing; the step
-    # is per block, so the block size is part of the emulation.
+@pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
+@pytest.mark.parametrize("block", [1, 2, 3, 4, 5, 17, 33, 63, 64, 65, 255, 1000, 20000])
+def test_integer_kernel_blocks_and_padding(rng, kernel, block):
+    # Blocks that end inside a packed element, a vector or a group of
+    # vectors are padded with features that add nothing; the step is per
+    # block, so the block size is part of the emulation (20000 is cut to the
+    # kernel's largest exact block).
     if kernel == "none":
-        pytest.skip("no 8-bit kernel on this CPU")
+        pytest.skip("no integer kernel on this CPU")
     x = np.maximum(rng.standard_normal((37, 517)), 0).astype(np.float32)  # ReLU-like
     got = hsic.centered_gram(x, kernel=kernel, block=block)
-    assert rel_err(got, ref.centered_gram(ref.int8_quantized(x, block))) < 1e-12
+    assert rel_err(got, ref.centered_gram(ref.multiplied(kernel, x, block))) < 1e-12
     serial = hsic.centered_gram(x, kernel=kernel, block=block, num_threads=1)
     assert rel_err(hsic.centered_gram(x, kernel=kernel, block=block, num_threads=2),
                    serial) < 1e-13
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
-def test_int8_kernel_with_constant_features_and_blocks(rng, kernel):
+@pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
+def test_integer_kernel_with_constant_features_and_blocks(rng, kernel):
     # A constant block (range 0) adds nothing; a constant feature beside others
     # quantizes to 0 and does not change their step.
     if kernel == "none":
-        pytest.skip("no 8-bit kernel on this CPU")
+        pytest.skip("no integer kernel on this CPU")
     x = rng.standard_normal((40, 700)).astype(np.float32)
     x[:, :256] = 7.5
     x[:, 300] = -2.0
     got = hsic.centered_gram(x, kernel=kernel)
-    assert rel_err(got, ref.centered_gram(ref.int8_quantized(x))) < 1e-12
+    assert rel_err(got, ref.centered_gram(ref.multiplied(kernel, x))) < 1e-12
     np.testing.assert_array_equal(hsic.centered_gram(np.full((9, 300), 3.25, np.float32),
                                                      kernel=kernel), np.zeros((9, 9)))
 
 
-@pytest.mark.parametrize("kernel", INT8_KERNELS or ["none"])
-def test_int8_kernel_keeps_float64_input_exact(rng, kernel):
+@pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
+def test_integer_kernel_keeps_float64_input_exact(rng, kernel):
     if kernel == "none":
-        pytest.skip("no 8-bit kernel on this CPU")
+        pytest.skip("no integer kernel on this CPU")
     x = rng.standard_normal((45, 1234)) * 2.0 + 5.0
+    fallback = "avx2" if kernel == "avx2int16" else "avx512"
     np.testing.assert_array_equal(hsic.centered_gram(x, kernel=kernel),
-                                  hsic.centered_gram(x, kernel="avx512"))
+                                  hsic.centered_gram(x, kernel=fallback))
 
 
 def test_auto_picks_the_last_supported_kernel():
@@ -194,7 +196,8 @@ def test_bad_kernel_in_the_environment_names_the_variable(monkeypatch, rng):
 
 
 def test_kernel_this_cpu_cannot_run_is_a_value_error(rng):
-    missing = [k for k in ("avx2", "avx512", "avx512vnni", "neon") if k not in KERNELS]
+    missing = [k for k in ("avx2", "avx2int16", "avx512", "avx512vnni", "neon")
+               if k not in KERNELS]
     assert missing  # no CPU has both the x86-64 kernels and NEON
     with pytest.raises(ValueError, match="not available on this CPU"):
         hsic.centered_gram(rng.standard_normal((4, 3)), kernel=missing[0])
@@ -270,7 +273,7 @@ def test_float32_overflow_names_the_remedy():
     with pytest.raises(ValueError, match="pass X as float64"):
         hsic.centered_gram(x, kernel=EXACT_KERNEL)
     assert np.isfinite(hsic.centered_gram(x.astype(np.float64))).all()
-    for kernel in INT8_KERNELS:  # its scale is float64: 3e30 squared is fine
+    for kernel in INTEGER_KERNELS:  # their scale is float64: 3e30 squared is fine
         np.testing.assert_allclose(hsic.centered_gram(x, kernel=kernel),
                                    ref.centered_gram(x), rtol=1e-6)
         wide = x.copy()

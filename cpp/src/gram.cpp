@@ -50,6 +50,7 @@ constexpr KernelName kKernels[] = {
     {GramKernel::generic, "generic"},
     {GramKernel::neon, "neon"},
     {GramKernel::avx2, "avx2"},
+    {GramKernel::avx2int16, "avx2int16"},
     {GramKernel::avx512, "avx512"},
     {GramKernel::avx512bf16, "avx512bf16"},
     {GramKernel::avx512vnni, "avx512vnni"},
@@ -65,6 +66,7 @@ void run_kernel(GramKernel kernel, const T* x, std::size_t n, std::size_t d, dou
         case GramKernel::avx512bf16: return gram_upper_avx512bf16(x, n, d, out, block, threads);
         case GramKernel::avx512: return gram_upper_avx512(x, n, d, out, block, threads);
         case GramKernel::avx2: return gram_upper_avx2(x, n, d, out, block, threads);
+        case GramKernel::avx2int16: return gram_upper_avx2int16(x, n, d, out, block, threads);
 #endif
 #ifdef ITPL_NEON_KERNEL
         case GramKernel::neon: return gram_upper_neon(x, n, d, out, block, threads);
@@ -81,6 +83,7 @@ bool gram_kernel_supported(GramKernel kernel) noexcept {
         case GramKernel::generic: return true;
 #ifdef ITPL_X86_KERNELS
         case GramKernel::avx2:
+        case GramKernel::avx2int16:
             __builtin_cpu_init();
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
         case GramKernel::avx512:
@@ -113,8 +116,9 @@ GramKernel parse_gram_kernel(const std::string& name) {
     if (name == "auto") return GramKernel::automatic;
     for (const KernelName& k : kKernels)
         if (name == k.name) return k.kernel;
-    throw std::invalid_argument("unknown Gram kernel '" + name +
-                                "'; use 'auto', 'generic', 'avx2', 'avx512', 'avx512bf16', 'avx512vnni' or 'neon'");
+    std::string names;
+    for (const KernelName& k : kKernels) names += std::string(", '") + k.name + "'";
+    throw std::invalid_argument("unknown Gram kernel '" + name + "'; use 'auto'" + names);
 }
 
 std::string resolve_kernel_name(GramKernel kernel) {

@@ -118,11 +118,7 @@ struct Avx512Bf16 {
 
 ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx512bf16, float, Avx512Bf16)
 
-// float64 input asked for float64 products: bf16 would undo that.
-void gram_upper_avx512bf16(const double* x, std::size_t n, std::size_t d, double* out,
-                           std::size_t block, int threads) {
-    gram_upper_avx512(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_FORWARD(gram_upper_avx512bf16, double, gram_upper_avx512)
 
 }  // namespace itpl::gram_detail
 #endif

@@ -54,6 +54,8 @@ struct Avx512Vnni {
     static constexpr int MR = 32;
     static constexpr int VL = 16;
     static constexpr int NR = 8;
+    static constexpr int levels = 255;
+    static constexpr std::size_t max_block = 16384;  // 255^2 * 16384 < 2^31
 
     // 64 features (4 vectors) at a time, down all n rows: the block is in L2
     // (the driver pulled it in while the previous block's tiles ran).
@@ -183,11 +185,7 @@ struct Avx512Vnni {
 
 ITPL_GRAM_ENTRY_DEFINE(gram_upper_avx512vnni, float, Avx512Vnni)
 
-// float64 input asked for float64 products: bytes would undo that.
-void gram_upper_avx512vnni(const double* x, std::size_t n, std::size_t d, double* out,
-                           std::size_t block, int threads) {
-    gram_upper_avx512(x, n, d, out, block, threads);
-}
+ITPL_GRAM_ENTRY_FORWARD(gram_upper_avx512vnni, double, gram_upper_avx512)
 
 }  // namespace itpl::gram_detail
 #endif

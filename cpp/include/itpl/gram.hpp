@@ -13,6 +13,8 @@ enum class GramKernel {
     automatic,  // the fastest one this CPU supports
     generic,    // portable C++; the fallback everywhere
     avx2,       // AVX2 + FMA register-tiled micro-kernel (x86-64)
+    avx2int16,  // AVX2: float32 input quantized to 10 bits per block of features,
+                // exact 16-bit integer products (x86-64); float64 input as avx2
     avx512,     // AVX-512F register-tiled micro-kernel (x86-64)
     avx512bf16, // AVX-512 BF16: float32 input rounded to bf16, products summed
                 // in float32 per block (x86-64); float64 input as avx512
@@ -36,12 +38,12 @@ bool gram_kernel_supported(GramKernel kernel) noexcept;
 std::vector<std::string> supported_gram_kernels();
 
 // Name of the kernel `kernel` resolves to on this CPU ("generic", "avx2",
-// "avx512", "avx512bf16" or "neon"); `automatic` resolves to the fastest
-// supported one.
+// "avx2int16", "avx512", "avx512bf16", "avx512vnni" or "neon"); `automatic`
+// resolves to the fastest supported one.
 std::string resolve_kernel_name(GramKernel kernel);
 
-// Parses "auto", "generic", "avx2", "avx512", "avx512bf16" or "neon"; throws
-// std::invalid_argument otherwise.
+// Parses "auto" or one of the names above; throws std::invalid_argument
+// otherwise.
 GramKernel parse_gram_kernel(const std::string& name);
 
 // Writes the n x n centred Gram of x (row-major, n x d) into out (row-major, n x n).
@@ -50,8 +52,9 @@ GramKernel parse_gram_kernel(const std::string& name);
 // the centred Gram unchanged and keeps the features' common offset out of the
 // products), products are accumulated in T within a block of `block` features
 // (the register tile; the avx512bf16 kernel first rounds float32 values to bf16,
-// then sums their products in float32), block results are summed in float64, and the n x n
-// result is centred exactly in float64. Only one triangle is computed,
+// then sums their products in float32; the integer kernels, avx2int16 and
+// avx512vnni, quantize each block instead: gram_quantized.hpp), block results
+// are summed in float64, and the n x n result is centred exactly in float64. Only one triangle is computed,
 // then mirrored. Threads take contiguous slices of the features, each with its
 // own accumulator, summed in slice order: 1 and N threads agree to float64
 // rounding.

@@ -26,6 +26,7 @@ namespace itpl::gram_detail {
 ITPL_GRAM_ENTRY(gram_upper_generic)
 #ifdef ITPL_X86_KERNELS
 ITPL_GRAM_ENTRY(gram_upper_avx2)
+ITPL_GRAM_ENTRY(gram_upper_avx2int16)  // 16-bit integer products for float32 input only
 ITPL_GRAM_ENTRY(gram_upper_avx512)
 ITPL_GRAM_ENTRY(gram_upper_avx512bf16)  // bf16 products for float32 input only
 ITPL_GRAM_ENTRY(gram_upper_avx512vnni)  // 8-bit products for float32 input only
@@ -42,6 +43,15 @@ ITPL_GRAM_ENTRY(gram_upper_neon)
     void name(const type* x, std::size_t n, std::size_t d, double* out, std::size_t block, \
               int threads) {                                                              \
         gram_upper<Kernel>(x, n, d, out, block, threads);                                 \
+    }
+
+// Defines one overload of an entry point above as another kernel's: a kernel
+// that rounds float32 input sends float64 input, which asked for float64
+// products, to a float64 kernel unchanged.
+#define ITPL_GRAM_ENTRY_FORWARD(name, type, other)                                       \
+    void name(const type* x, std::size_t n, std::size_t d, double* out, std::size_t block, \
+              int threads) {                                                              \
+        other(x, n, d, out, block, threads);                                              \
     }
 
 }  // namespace itpl::gram_detail

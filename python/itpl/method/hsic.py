@@ -13,8 +13,12 @@ exactly in float64, so the rounding error does not grow with the number of
 features the way a float32 GEMM's does. Pass float64 for float64 products at
 about half the speed.
 
-Two kernels round float32 input before their products, for speed:
+Three kernels round float32 input before their products, for speed:
 
+- ``avx2int16`` (CPUs with AVX2 and no AVX-512; the automatic kernel there)
+  quantizes each block of features to 10 bits as ``avx512vnni`` does to 8
+  (below): 1023 steps, every value off by at most 1/2046 of its block's
+  widest range, exact 16-bit integer products at twice the float32 FMA rate.
 - ``avx512vnni`` (CPUs with AVX512_VNNI; the automatic kernel there) quantizes
   each block of features to 8 bits: ``x - min`` of each feature over the
   samples (a per-feature shift, which leaves the centred Gram unchanged), in
@@ -55,8 +59,8 @@ __all__ = [
 ]
 
 #: Environment variable that chooses the Gram kernel when a call names none
-#: (``auto``, ``generic``, ``avx2``, ``avx512``, ``avx512bf16``, ``avx512vnni`` or
-#: ``neon``): for tests and benchmarks of one kernel on a CPU that would pick
+#: (``auto``, ``generic``, ``avx2``, ``avx2int16``, ``avx512``, ``avx512bf16``,
+#: ``avx512vnni`` or ``neon``): for tests and benchmarks of one kernel on a CPU that would pick
 #: another, or for float32 products where ``auto`` picks rounded ones.
 KERNEL_ENV = "ITPL_GRAM_KERNEL"
 
@@ -75,8 +79,8 @@ def gram_kernels() -> list[str]:
     Returns
     -------
     list of str
-        A subset of ``["generic", "neon", "avx2", "avx512", "avx512bf16",
-        "avx512vnni"]``;
+        A subset of ``["generic", "neon", "avx2", "avx2int16", "avx512",
+        "avx512bf16", "avx512vnni"]``;
         ``"auto"`` picks the last.
     """
     return list(_core.gram_kernels())
@@ -98,15 +102,16 @@ def gram_kernel(name: str | None = None) -> str:
 
     Parameters
     ----------
-    name : {"auto", "generic", "avx2", "avx512", "avx512bf16", "avx512vnni", "neon"}, optional
-        ``"auto"`` picks the fastest kernel this CPU supports. None: the
-        ``ITPL_GRAM_KERNEL`` environment variable, else ``"auto"``.
+    name : str, optional
+        ``"auto"``, ``"generic"``, ``"avx2"``, ``"avx2int16"``, ``"avx512"``,
+        ``"avx512bf16"``, ``"avx512vnni"`` or ``"neon"``. ``"auto"`` picks the
+        fastest kernel this CPU supports. None: the ``ITPL_GRAM_KERNEL``
+        environment variable, else ``"auto"``.
 
     Returns
     -------
     str
-        ``"generic"``, ``"avx2"``, ``"avx512"``, ``"avx512bf16"``, ``"avx512vnni"``
-        or ``"neon"``.
+        One of those names but ``"auto"``.
     """
     return _core.gram_kernel(_kernel(name))
 
@@ -152,14 +157,17 @@ def centered_gram(
     num_threads : int, optional
         OpenMP threads; None uses the default. The result is bitwise the same
         for every thread count.
-    kernel : {"auto", "generic", "avx2", "avx512", "avx512bf16", "avx512vnni", "neon"}, optional
-        Inner kernel; ``"auto"`` picks the fastest one this CPU supports
-        (``avx512vnni`` or ``avx512bf16``, which round float32 input: see the
-        module's Precision note). None: the ``ITPL_GRAM_KERNEL`` environment
-        variable, else ``"auto"``. A kernel this CPU cannot run raises ValueError.
+    kernel : str, optional
+        Inner kernel (a name :func:`gram_kernels` lists, or ``"auto"``);
+        ``"auto"`` picks the fastest one this CPU supports (``avx512vnni``,
+        or ``avx2int16`` on CPUs without AVX-512, which round float32 input:
+        see the module's Precision note). None: the ``ITPL_GRAM_KERNEL``
+        environment variable, else ``"auto"``. A kernel this CPU cannot run
+        raises ValueError.
     block : int, optional
-        Features per block: the span of float32 partial sums, or of one 8-bit
-        step for ``avx512vnni`` (at most 16,384). None picks the default, 256
+        Features per block: the span of float32 partial sums, or of one
+        quantization step for the integer kernels (at most 16,384 for
+        ``avx512vnni``, 2,048 for ``avx2int16``). None picks the default, 256
         (fewer when n is large, to keep a block in cache).
 
     Returns
