@@ -1,10 +1,12 @@
-// AVX2 16-bit integer Gram kernel (x86-64 CPUs with AVX2 + FMA; the automatic
-// kernel on those without AVX-512). The quantization and the contract it
-// meets are in gram_quantized.hpp.
+// AVX2 16-bit integer Gram kernel (x86-64 CPUs with AVX2 + FMA; chosen by
+// name). The quantization and the contract it meets are in gram_quantized.hpp.
 //
 // vpmaddwd multiplies two pairs of 16-bit integers per 32-bit lane and adds
 // both products into the lane: twice the products per instruction of a
-// float32 FMA, on the same two pipes on most AVX2 CPUs. Values are quantized
+// float32 FMA, but it needs a vpaddd beside it, and on Zen 4's AVX2 units the
+// pair peaks at 1.26x the FMA rate (fma_peak_gflops); this kernel is 1.28x
+// the avx2 kernel there. AVX2 CPUs that multiply integers on fewer pipes than
+// FMAs would gain less, so `auto` keeps the avx2 kernel. Values are quantized
 // to 1023 steps of their block's widest range (10 bits: an error of at most
 // 1/2046 of that range, a quarter of the 8-bit kernel's), so a lane's pair
 // sums to at most 2 x 1023^2 and a block of up to 2048 features stays exact
