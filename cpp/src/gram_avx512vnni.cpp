@@ -6,8 +6,8 @@
 // vpdpbusd multiplies four pairs of bytes per 32-bit lane and adds the four
 // products into the lane: four times the products per instruction of a
 // float32 FMA, twice those of vdpbf16ps, and measured at twice the bf16 rate
-// on Zen 4. Precision: every value is rounded to one of 256 steps of its
-// block's widest feature range (an error of at most half a step), and the
+// on Zen 4. Precision: every value is rounded to one of 256 levels, 255 steps
+// of its block's widest feature range (an error of at most half a step); the
 // products are exact; tests/test_gram.py checks the kernel against that
 // rounding emulated in float64 and bounds its error. float64 input never goes
 // through bytes: it takes the AVX-512F float64 kernel unchanged.
@@ -19,7 +19,6 @@
 #ifdef ITPL_X86_KERNELS
 #include <immintrin.h>
 
-#include <cmath>
 #include <cstdint>
 #include <limits>
 

@@ -29,6 +29,9 @@
 // Subtracting one sample x0 from every sample removes the features' large
 // common offset before the products are taken (H 1 = 0, so the centred Gram
 // is unchanged); exact centring of the n x n result follows in float64.
+// A kernel that quantizes each block as a whole names its own `driver`
+// instead, with its own pack and micro (gram_quantized.hpp); it shares the
+// tiles, strips, prefetch and threading here.
 #pragma once
 
 #include <algorithm>
@@ -192,7 +195,7 @@ inline std::size_t next_block_bytes(std::size_t c0, std::size_t kb, std::size_t 
     return next < c_end ? std::min(block, c_end - next) * sizeof(T) : 0;
 }
 
-// Lower-triangle tile t of a packed block: the rows i >= columns j of the
+// One lower-triangle tile of a packed block: the rows i >= columns j of the
 // tile land at acc[j][i], the upper triangle. Vectors of a diagonal panel
 // wholly above the strip's first column are skipped. `extra` goes to micro.
 template <class Kernel, class... Extra>
