@@ -8,6 +8,9 @@ the quantities ITPruner uses, next to the sampling noise of nHSIC itself:
 
   ResNet-20 trained on shapes10 (examples/resnet20-shapes10.pt, data from
   examples/shapes10.py), n calibration images (default 256):
+    - with outliers: the nHSIC matrix from each kernel against float64 on the
+      layers' activations with one value per 256-feature block set to 10x and
+      50x the layer's largest
     - the nHSIC matrix and layer importances from each kernel on the batch
       `itpl prune` draws (--seed 0), and on two more batches disjoint from
       each other; max |difference| between kernels on one batch, and between
@@ -88,6 +91,35 @@ def compare(graph, batches, kernels):
     return out
 
 
+def with_outliers(graph, x, kernels, factors=(10, 50)):
+    """nHSIC of each kernel against float64 on the layers' activations with one
+    value per 256-feature block set to `factor` x the layer's largest (one
+    random sample each): how an extreme value moves a rounding kernel."""
+    points = list(dict.fromkeys(p for g in graph.groups for p in g.capture))
+    acts = {}
+    hooks = [graph.module(p).register_forward_hook(
+        lambda m, a, out, p=p: acts.__setitem__(p, out.detach().reshape(len(x), -1).numpy().copy()))
+        for p in points]
+    with torch.no_grad():
+        graph.model.eval()(x)
+    for h in hooks:
+        h.remove()
+    rng = np.random.default_rng(0)
+    out = {}
+    for factor in factors:
+        layers = []
+        for p in points:
+            a = acts[p].copy()
+            top = float(np.abs(a).max())
+            for c in range(0, a.shape[1], 256):
+                a[rng.integers(len(a)), c + rng.integers(min(256, a.shape[1] - c))] = factor * top
+            layers.append(a)
+        exact = hsic.nhsic_matrix([hsic.centered_gram(a.astype(np.float64)) for a in layers])
+        out[f"x{factor}"] = {k: off_diagonal_max(exact, hsic.nhsic_matrix(
+            [hsic.centered_gram(a, kernel=k) for a in layers])) for k in kernels}
+    return out
+
+
 def cli_widths(kernel, budget_args, data, samples, tmp):
     prefix = os.path.join(tmp, f"{kernel}-{'-'.join(budget_args).replace('--', '')}")
     cmd = [sys.executable, "-m", "itpl", "prune", "--model", "resnet20", "--model-arg",
@@ -131,6 +163,7 @@ def main(argv=None) -> dict:
         "batch A": pool[0::2], "batch B": pool[1::2],  # disjoint
     }
     result["resnet20"] = compare(graph, batches, kernels)
+    result["resnet20"]["outliers"] = with_outliers(graph, batches["prune batch"], kernels)
 
     plans = {}
     budgets = [["--flops-ratio", "0.5"]]
@@ -174,6 +207,9 @@ def main(argv=None) -> dict:
 
     show(f"ResNet-20 (shapes10, trained), {n} images, {result['resnet20']['layers']} layers:",
          result["resnet20"])
+    for factor, v in result["resnet20"]["outliers"].items():
+        print(f"  one value per 256-feature block at {factor} the layer's largest: max |d nHSIC| "
+              "against float64 " + ", ".join(f"{k} {e:.1e}" for k, e in v.items()))
     for budget, v in plans.items():
         print(f"  itpl prune {budget}: widths {'unchanged' if v['same_widths'] else 'CHANGED'}")
         for k in kernels:

@@ -101,11 +101,25 @@ def bf16_accumulation_bound(x, block: int = 256) -> float:
 # Integer kernels quantize each block of b features as a whole: lo_f = min
 # over samples of feature f, s = max_f (max - min of f) / L, and each value
 # becomes s * round((x - lo_f) / s), off by at most s / 2; L (LEVELS) is 255
-# for the 8-bit kernel, 1023 for the 16-bit one. The integer products are
-# exact and the blocks are summed in float64.
+# for the 8-bit kernel, 1023 for the 16-bit one. Up to WIDE_MAX features whose
+# range exceeds WIDE_RATIO times the fifth widest of their block are left out
+# of s and kept exact. The integer products are exact and the blocks are
+# summed in float64.
 LEVELS = {"avx512vnni": 255, "avx2int16": 1023}
 # The largest block each keeps exact in int32 (a larger `block` is cut to it).
 MAX_BLOCK = {"avx512vnni": 16384, "avx2int16": 2048}
+WIDE_RATIO, WIDE_MAX = np.float32(4), 4
+
+
+def wide_features(ranges: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """The features of a block kept exact, and the widest range of the rest."""
+    order = np.argsort(-ranges, kind="stable")  # widest first, ties: lower feature first
+    count = 0
+    if ranges.size > WIDE_MAX:
+        fifth = ranges[order[WIDE_MAX]]
+        while count < WIDE_MAX and ranges[order[count]] > WIDE_RATIO * fifth:
+            count += 1
+    return order[:count], np.float32(ranges[order[count]])
 
 
 def quantized(x, block: int = 256, levels: int = 255) -> np.ndarray:
@@ -117,9 +131,12 @@ def quantized(x, block: int = 256, levels: int = 255) -> np.ndarray:
     for c in range(0, x32.shape[1], block):
         b = x32[:, c:c + block]
         lo = b.min(axis=0)
-        width = np.float32((b.max(axis=0) - lo).max())
-        inv = np.float32(levels) / width if width > 0 else np.float32(0)
-        out[:, c:c + block] = np.rint((b - lo) * inv).astype(np.float64) * (float(width) / levels)
+        wide, cap = wide_features(b.max(axis=0) - lo)
+        inv = np.full(b.shape[1], np.float32(levels) / cap if cap > 0 else 0, np.float32)
+        inv[wide] = 0
+        q = np.rint((b - lo) * inv).astype(np.float64) * (float(cap) / levels)
+        q[:, wide] = (b[:, wide] - lo[wide]).astype(np.float64)
+        out[:, c:c + block] = q
     return out
 
 

@@ -167,6 +167,29 @@ def test_integer_kernel_with_constant_features_and_blocks(rng, kernel):
 
 
 @pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
+@pytest.mark.parametrize("outliers", [1, 4, 5])
+def test_integer_kernel_adds_a_few_wide_features_exactly(rng, kernel, outliers):
+    # Up to four features far wider than the rest of their block are added
+    # exactly, so an extreme value does not set every step of its block: the
+    # error stays within the bound of the block without them. Five are
+    # quantized with the rest (the emulation follows the same rule).
+    if kernel == "none":
+        pytest.skip("no integer kernel on this CPU")
+    x = np.maximum(rng.standard_normal((40, 600)), 0).astype(np.float32)
+    cols = rng.choice(256, outliers, replace=False)
+    x[rng.integers(40, size=outliers), cols] = 1e3
+    got = hsic.centered_gram(x, kernel=kernel)
+    assert rel_err(got, ref.centered_gram(ref.multiplied(kernel, x))) < 1e-12
+    rest = x.copy()
+    rest[:, cols] = 0
+    error = np.abs(got - ref.centered_gram(x)).max()
+    if outliers <= 4:
+        assert error <= ref.gram_bound(kernel, rest)
+    else:
+        assert error > ref.gram_bound(kernel, rest)  # the steps follow the outliers
+
+
+@pytest.mark.parametrize("kernel", INTEGER_KERNELS or ["none"])
 def test_integer_kernel_keeps_float64_input_exact(rng, kernel):
     if kernel == "none":
         pytest.skip("no integer kernel on this CPU")

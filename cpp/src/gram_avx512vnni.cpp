@@ -101,18 +101,20 @@ struct Avx512Vnni {
     // 64 features of 16 samples at a time: each sample's 64 bytes fill one
     // vector of 16 four-byte elements, and a 16 x 16 transpose of those
     // 32-bit elements puts each element column in one vector.
-    ITPL_AVX512VNNI static void pack(const float* x, std::size_t d, const float* lo, float inv,
-                                     std::size_t rows, std::size_t kb, std::uint32_t* panel,
-                                     std::int32_t* corr) {
-        const __m512 vinv = _mm512_set1_ps(inv);
+    ITPL_AVX512VNNI static void pack(const float* x, std::size_t d, const float* lo,
+                                     const float* inv, std::size_t rows, std::size_t kb,
+                                     std::uint32_t* panel, std::int32_t* corr) {
         const __m512i ones = _mm512_set1_epi8(1);
         __m512i sums[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
         for (std::size_t k = 0; k < kb; k += 64) {
             const std::size_t width = std::min<std::size_t>(64, kb - k);
             const __mmask16 m[4] = {lanes(width, 0), lanes(width, 16), lanes(width, 32),
                                     lanes(width, 48)};
-            __m512 l[4];
-            for (int t = 0; t < 4; ++t) l[t] = _mm512_maskz_loadu_ps(m[t], lo + k + 16 * t);
+            __m512 l[4], s[4];
+            for (int t = 0; t < 4; ++t) {
+                l[t] = _mm512_maskz_loadu_ps(m[t], lo + k + 16 * t);
+                s[t] = _mm512_maskz_loadu_ps(m[t], inv + k + 16 * t);
+            }
             const std::size_t elements = (width + 3) / 4;
             for (int half = 0; half < 2; ++half) {
                 __m512 r[16];
@@ -121,13 +123,13 @@ struct Avx512Vnni {
                     __m512i bytes = _mm512_setzero_si512();
                     if (row < rows) {
                         const float* xr = x + row * d + k;
-                        bytes = _mm512_inserti32x4(bytes, quantize16(xr, l[0], vinv, m[0]), 0);
+                        bytes = _mm512_inserti32x4(bytes, quantize16(xr, l[0], s[0], m[0]), 0);
                         if (width > 16)
-                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 16, l[1], vinv, m[1]), 1);
+                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 16, l[1], s[1], m[1]), 1);
                         if (width > 32)
-                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 32, l[2], vinv, m[2]), 2);
+                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 32, l[2], s[2], m[2]), 2);
                         if (width > 48)
-                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 48, l[3], vinv, m[3]), 3);
+                            bytes = _mm512_inserti32x4(bytes, quantize16(xr + 48, l[3], s[3], m[3]), 3);
                     }
                     r[q] = _mm512_castsi512_ps(bytes);
                 }

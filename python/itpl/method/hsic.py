@@ -18,16 +18,19 @@ Three kernels round float32 input before their products, for speed:
 - ``avx2int16`` (CPUs with AVX2; by name only) quantizes each block of
   features to 10 bits as ``avx512vnni`` does to 8 (below): 1023 steps, every
   value off by at most 1/2046 of its block's widest range, exact 16-bit
-  integer products, 1.28x the ``avx2`` kernel on AMD Zen 4 (not measured on
+  integer products, 1.3x the ``avx2`` kernel on AMD Zen 4 (not measured on
   an AVX2-only CPU, so ``auto`` keeps ``avx2`` there).
 - ``avx512vnni`` (CPUs with AVX512_VNNI; the automatic kernel there) quantizes
   each block of features to 8 bits: ``x - min`` of each feature over the
   samples (a per-feature shift, which leaves the centred Gram unchanged), in
   255 steps of the block's widest range, so every value is off by at most
-  1/510 of that range. Its integer products are exact and run at four times
-  the float32 rate. On a trained ResNet-20 this moved nHSIC by at most 9e-5,
-  about 800x less than two calibration batches differ, and no width of a
-  plan (``bench/gram_precision.py``).
+  1/510 of that range. Up to four features of a block far wider than the
+  rest (over 4x the fifth widest: an extreme value) are added exactly
+  instead, so they do not coarsen the block's steps. The integer products
+  are exact and run at four times the float32 rate. On a trained ResNet-20
+  this moved nHSIC by at most 9e-5, about 800x less than two calibration
+  batches differ, and no width of a plan; with one value per block set to
+  50x its layer's largest, by 1e-5 (``bench/gram_precision.py``).
 - ``avx512bf16`` (CPUs with AVX512_BF16) rounds each shifted value to bf16 (8
   significant bits), at twice the float32 rate: a Gram entry moves by at most
   2**-6 of the largest squared distance of a sample to sample 0, and in
