@@ -11,6 +11,7 @@ def test_info_json(capsys):
     facts = json.loads(capsys.readouterr().out)
     assert facts["openmp"] is hsic.has_openmp
     assert facts["gram_kernel"] == hsic.gram_kernel() and facts["gram_kernel"] in hsic.gram_kernels()
+    assert facts["gram_kernels"] == hsic.gram_kernels() and facts["gram_kernels"][0] == "generic"
     assert facts["threads"] >= 1
 
 

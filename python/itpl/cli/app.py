@@ -28,13 +28,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "openmp": hsic.has_openmp,
         "threads": hsic.default_threads(),
         "gram_kernel": hsic.gram_kernel(),
+        "gram_kernels": hsic.gram_kernels(),  # what ITPL_GRAM_KERNEL may name here
         "freed_memory": memory_policy(),
     }
     if args.json:
         print(json.dumps(facts, indent=2))
     else:
         for key, value in facts.items():
-            print(f"{key:12s} {value}")
+            print(f"{key:12s} {', '.join(value) if isinstance(value, list) else value}")
     return EXIT_OK
 
 
