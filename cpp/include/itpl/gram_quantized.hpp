@@ -70,8 +70,9 @@ constexpr float kWideRatio = 4.0f;
 constexpr std::size_t kWideMax = 4;
 
 // The features of a block added exactly: those among the kWideMax widest
-// whose range exceeds kWideRatio times the next widest. Returns how many
-// (written to wide[]) and sets *cap to the widest range of the others.
+// whose range exceeds kWideRatio times that of the (kWideMax + 1)-th widest.
+// Returns how many (written to wide[]) and sets *cap to the widest range of
+// the others.
 inline std::size_t wide_features(const float* lo, const float* hi, std::size_t kb,
                                  std::size_t wide[kWideMax], float* cap) {
     // The kWideMax + 1 widest, largest first (ties: lower feature first).
