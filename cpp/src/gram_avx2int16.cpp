@@ -22,18 +22,12 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <limits>
 
 #include "itpl/gram_avx2_util.hpp"
 #include "itpl/gram_quantized.hpp"
 
 namespace itpl::gram_detail {
 namespace {
-
-// Lanes of a group of 8 features from `first` that lie within `width`.
-ITPL_AVX2 inline __m256i lanes_from(std::size_t width, std::size_t first) {
-    return lanes32(width > first ? width - first : 0);
-}
 
 struct Avx2Int16 {
     using value_type = float;
@@ -47,14 +41,13 @@ struct Avx2Int16 {
     static constexpr std::size_t max_block = 2048;  // 1023^2 * 2048 < 2^31
 
     // 32 features (4 vectors) at a time, down all n rows (the block is in L2).
-    ITPL_AVX2 static float range(const float* x, std::size_t n, std::size_t d, std::size_t kb,
+    ITPL_AVX2 static bool bounds(const float* x, std::size_t n, std::size_t d, std::size_t kb,
                                  float* lo, float* hi) {
         __m256 bad = _mm256_setzero_ps();  // becomes NaN at a NaN or Inf
         const __m256 zero = _mm256_setzero_ps();
-        __m256 widest = _mm256_setzero_ps();
         for (std::size_t k = 0; k < kb; k += 32) {
-            const __m256i m[4] = {lanes_from(kb - k, 0), lanes_from(kb - k, 8),
-                                  lanes_from(kb - k, 16), lanes_from(kb - k, 24)};
+            __m256i m[4];
+            for (int t = 0; t < 4; ++t) m[t] = lanes32(rows_from(kb - k, 8 * t));
             __m256 l[4], h[4];
             for (int t = 0; t < 4; ++t) l[t] = h[t] = _mm256_maskload_ps(x + k + 8 * t, m[t]);
             for (std::size_t i = 0; i < n; ++i) {
@@ -70,16 +63,9 @@ struct Avx2Int16 {
             for (int t = 0; t < 4; ++t) {
                 _mm256_maskstore_ps(lo + k + 8 * t, m[t], l[t]);
                 _mm256_maskstore_ps(hi + k + 8 * t, m[t], h[t]);
-                widest = _mm256_max_ps(widest, _mm256_sub_ps(h[t], l[t]));  // 0 past kb
             }
         }
-        if (_mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) != 0)
-            return std::numeric_limits<float>::quiet_NaN();
-        alignas(32) float w[8];
-        _mm256_store_ps(w, widest);
-        float best = 0.0f;
-        for (float v : w) best = std::max(best, v);
-        return best;
+        return _mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) == 0;
     }
 
     // One row's 8 features as 8 integers round((x - lo) * inv) (0 past kb:
@@ -98,7 +84,7 @@ struct Avx2Int16 {
                                std::int32_t* /*corr: none, both operands hold u*/) {
         for (std::size_t k = 0; k < kb; k += 16) {
             const std::size_t width = std::min<std::size_t>(16, kb - k);
-            const __m256i m0 = lanes_from(width, 0), m1 = lanes_from(width, 8);
+            const __m256i m0 = lanes32(rows_from(width, 0)), m1 = lanes32(rows_from(width, 8));
             const __m256 l0 = _mm256_maskload_ps(lo + k, m0);
             const __m256 l1 = _mm256_maskload_ps(lo + k + 8, m1);
             const __m256 s0 = _mm256_maskload_ps(inv + k, m0);

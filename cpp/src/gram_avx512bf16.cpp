@@ -36,11 +36,6 @@
 namespace itpl::gram_detail {
 namespace {
 
-__mmask16 first_lanes(std::size_t count) {
-    return count >= 16 ? static_cast<__mmask16>(0xffff)
-                       : static_cast<__mmask16>((1u << count) - 1u);
-}
-
 // float32 in, bf16 pairs packed: element k of a panel row holds features
 // 2k (low half) and 2k + 1 (high half) of the block, the pair vdpbf16ps
 // multiplies within one lane.
@@ -61,7 +56,7 @@ struct Avx512Bf16 {
         for (std::size_t k = 0; k < kb; k += 32) {
             const std::size_t width = std::min<std::size_t>(32, kb - k);
             const __mmask16 mlo = first_lanes(width);
-            const __mmask16 mhi = first_lanes(width > 16 ? width - 16 : 0);
+            const __mmask16 mhi = first_lanes(rows_from(width, 16));
             const __m512 slo = _mm512_maskz_loadu_ps(mlo, x0 + k);
             const __m512 shi = _mm512_maskz_loadu_ps(mhi, x0 + k + 16);
             const std::size_t pairs = (width + 1) / 2;

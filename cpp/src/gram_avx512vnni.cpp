@@ -20,7 +20,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <limits>
 
 #include "itpl/gram_avx512_util.hpp"
 #include "itpl/gram_quantized.hpp"
@@ -29,12 +28,6 @@
 
 namespace itpl::gram_detail {
 namespace {
-
-__mmask16 lanes(std::size_t width, std::size_t first) {
-    const std::size_t count = width > first ? std::min<std::size_t>(16, width - first) : 0;
-    return count >= 16 ? static_cast<__mmask16>(0xffff)
-                       : static_cast<__mmask16>((1u << count) - 1u);
-}
 
 // acc + the four byte products u x v of each 32-bit lane (u unsigned, v
 // signed). GCC 12 copies every accumulator around _mm512_dpbusd_epi32 in an
@@ -58,14 +51,13 @@ struct Avx512Vnni {
 
     // 64 features (4 vectors) at a time, down all n rows: the block is in L2
     // (the driver pulled it in while the previous block's tiles ran).
-    ITPL_AVX512VNNI static float range(const float* x, std::size_t n, std::size_t d,
+    ITPL_AVX512VNNI static bool bounds(const float* x, std::size_t n, std::size_t d,
                                        std::size_t kb, float* lo, float* hi) {
         __m512 bad = _mm512_setzero_ps();  // becomes NaN at a NaN or Inf
         const __m512 zero = _mm512_setzero_ps();
-        __m512 widest = _mm512_setzero_ps();
         for (std::size_t k = 0; k < kb; k += 64) {
-            const __mmask16 m[4] = {lanes(kb - k, 0), lanes(kb - k, 16), lanes(kb - k, 32),
-                                    lanes(kb - k, 48)};
+            __mmask16 m[4];
+            for (int t = 0; t < 4; ++t) m[t] = first_lanes(rows_from(kb - k, 16 * t));
             __m512 l[4], h[4];
             for (int t = 0; t < 4; ++t) l[t] = h[t] = _mm512_maskz_loadu_ps(m[t], x + k + 16 * t);
             for (std::size_t i = 0; i < n; ++i) {
@@ -81,12 +73,9 @@ struct Avx512Vnni {
             for (int t = 0; t < 4; ++t) {
                 _mm512_mask_storeu_ps(lo + k + 16 * t, m[t], l[t]);
                 _mm512_mask_storeu_ps(hi + k + 16 * t, m[t], h[t]);
-                widest = _mm512_max_ps(widest, _mm512_maskz_sub_ps(m[t], h[t], l[t]));
             }
         }
-        if (_mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) != 0)
-            return std::numeric_limits<float>::quiet_NaN();
-        return _mm512_reduce_max_ps(widest);
+        return _mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) == 0;
     }
 
     // One row's 16 features from `first` as 16 bytes v = u - 128 (0 past kb).
@@ -108,10 +97,10 @@ struct Avx512Vnni {
         __m512i sums[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
         for (std::size_t k = 0; k < kb; k += 64) {
             const std::size_t width = std::min<std::size_t>(64, kb - k);
-            const __mmask16 m[4] = {lanes(width, 0), lanes(width, 16), lanes(width, 32),
-                                    lanes(width, 48)};
+            __mmask16 m[4];
             __m512 l[4], s[4];
             for (int t = 0; t < 4; ++t) {
+                m[t] = first_lanes(rows_from(width, 16 * t));
                 l[t] = _mm512_maskz_loadu_ps(m[t], lo + k + 16 * t);
                 s[t] = _mm512_maskz_loadu_ps(m[t], inv + k + 16 * t);
             }
@@ -144,7 +133,7 @@ struct Avx512Vnni {
         // S_r = sum of v + 128 kb (padding features are v = 0); corr = 128 S_r.
         const __m512i offset = _mm512_set1_epi32(static_cast<int>(128 * kb));
         for (int half = 0; half < 2; ++half) {
-            const __mmask16 live = lanes(rows, static_cast<std::size_t>(half * 16));
+            const __mmask16 live = first_lanes(rows_from(rows, static_cast<std::size_t>(half * 16)));
             _mm512_storeu_si512(corr + half * 16,
                                 _mm512_maskz_slli_epi32(live, _mm512_add_epi32(sums[half], offset), 7));
         }

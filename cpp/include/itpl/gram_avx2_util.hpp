@@ -33,7 +33,8 @@ ITPL_AVX2 inline void transpose8(__m256 r[8]) {
     }
 }
 
-// Lanes < count set (count <= 8), for masked loads and stores of 32-bit values.
+// Lanes < count set (all 8 from count 8 up), for masked loads and stores of
+// 32-bit values.
 ITPL_AVX2 inline __m256i lanes32(std::size_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -50,6 +51,7 @@ ITPL_AVX2 inline void add_rows(double* o, std::size_t rows, __m256d v) {
     }
 }
 
+// Rows (or features) left for the group starting at `first`.
 inline std::size_t rows_from(std::size_t rows, std::size_t first) {
     return rows > first ? rows - first : 0;
 }

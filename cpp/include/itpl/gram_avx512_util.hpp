@@ -48,9 +48,15 @@ ITPL_AVX512 inline void add_rows(double* o, std::size_t rows, __m512d v, __m512d
     _mm512_mask_storeu_pd(o, m, _mm512_fmadd_pd(v, scale, _mm512_maskz_loadu_pd(m, o)));
 }
 
-// Rows left for the 8-row group starting at `first`.
+// Rows (or features) left for the group starting at `first`.
 inline std::size_t rows_from(std::size_t rows, std::size_t first) {
     return rows > first ? rows - first : 0;
+}
+
+// The first min(count, 16) lanes of a 16-lane mask.
+inline __mmask16 first_lanes(std::size_t count) {
+    return count >= 16 ? static_cast<__mmask16>(0xffff)
+                       : static_cast<__mmask16>((1u << count) - 1u);
 }
 
 // Lanes 0-7 and 8-15 of a float32 or int32 accumulator, as doubles (exact).

@@ -26,8 +26,8 @@
 // A quantized kernel is a struct with value_type (float), packed_type and KP
 // (features per 32-bit element), MR, VL, NR as in gram_blocked.hpp, levels,
 // max_block, a `using driver = QuantizedDriver<Kernel>;`, and
-//   range(x, n, d, kb, lo, hi): lo[f], hi[f] = min, max of x[., f] over the
-//       n rows; returns max_f (hi[f] - lo[f]), NaN if any x is not finite;
+//   bounds(x, n, d, kb, lo, hi): lo[f], hi[f] = min, max of x[., f] over the
+//       n rows; returns whether every x was finite;
 //   pack(x, d, lo, inv, rows, kb, panel, corr): panel as in gram_blocked.hpp
 //       holding round((x_f - lo_f) * inv_f) in the kernel's encoding (0 in
 //       padding rows and features; inv_f = 0 for a feature added exactly),
@@ -39,7 +39,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -127,9 +126,9 @@ struct QuantizedDriver {
         for (std::size_t c0 = c_begin; c0 < c_end; c0 += block) {
             const std::size_t kb = std::min(block, c_end - c0);
             const std::size_t kp = packed_depth<Kernel>(kb);
-            // A NaN range makes the scale NaN, and so the result, which
+            // A NaN or Inf makes the scale NaN, and so the result, which
             // gram.cpp reports; a constant block (cap 0) packs zeros.
-            const bool finite = !std::isnan(Kernel::range(x + c0, n, d, kb, lo, hi));
+            const bool finite = Kernel::bounds(x + c0, n, d, kb, lo, hi);
             std::size_t wide[kWideMax];
             float cap = 0.0f;
             const std::size_t nwide = finite ? wide_features(lo, hi, kb, wide, &cap) : 0;
