@@ -137,3 +137,14 @@ def test_progress_bar_counts_layers(capsys):
     compute_importance(graph, torch.randn(8, 3, 10, 10), progress=True)
     err = capsys.readouterr().err
     assert "importance:" in err and "/2 " in err  # a bar over the 2 captured layers
+
+
+def test_a_kernel_this_cpu_cannot_run_fails_before_the_forward_pass(monkeypatch):
+    monkeypatch.setenv(hsic.KERNEL_ENV, "sse9")
+    model = ConcatNet()
+    graph = analyze(model, ConcatNet.input_shape)
+    ran = []
+    model.register_forward_hook(lambda *a: ran.append(1))
+    with pytest.raises(ValueError, match=r"^ITPL_GRAM_KERNEL='sse9': unknown Gram kernel"):
+        compute_importance(graph, torch.randn(8, *ConcatNet.input_shape))
+    assert not ran

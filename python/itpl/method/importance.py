@@ -122,8 +122,8 @@ def compute_importance(
     Raises
     ------
     ValueError
-        Too few samples, a wrong input shape, or NaN/Inf activations (naming
-        the layer).
+        Too few samples, a wrong input shape, an ``ITPL_GRAM_KERNEL`` this CPU
+        cannot run, or NaN/Inf activations (naming the layer).
     """
     n = int(inputs.shape[0])
     if n < (4 if debiased else 2):
@@ -131,6 +131,7 @@ def compute_importance(
     if tuple(inputs.shape[1:]) != tuple(graph.input_shape):
         raise ValueError(f"calibration data has sample shape {tuple(inputs.shape[1:])}, "
                          f"the model expects {tuple(graph.input_shape)}")
+    hsic.gram_kernel()  # an ITPL_GRAM_KERNEL this CPU cannot run fails here, before the model runs
     layers, layer_groups, capture = [], [], {}
     for group in graph.groups:
         for member, point in zip(group.members, group.capture):
